@@ -1,0 +1,22 @@
+"""Filters by name: image [B, 3, H, W] in [0, 1] -> image, on the generator's device.
+
+One file per network, one line in `FILTERS` (a lazy dotted path, so torch-heavy or optional code is
+imported only when a show asks for it). `superres` is the filter a show uses (weights from a file,
+architecture read from them); the `superres-*` entries are the networks it can build, each able to
+say from a state dict whether the weights are its own (`config_from_state_dict`).
+"""
+
+from __future__ import annotations
+
+from engine.registry import Registry
+
+FILTERS: dict[str, str] = {
+    "superres": "engine.filters.superres:SuperRes",
+    "superres-compact": "engine.filters.sr_compact:SRVGGNetCompact",
+    "superres-rrdb": "engine.filters.sr_rrdb:RRDBNet",
+    "superres-srgan": "engine.filters.sr_srgan:Generator",
+}
+
+
+registry = Registry("filter", FILTERS)
+names, get, create = registry.names, registry.get, registry.create

@@ -1,0 +1,19 @@
+"""Model architectures by name; the model file format is in `checkpoint.py`.
+
+A backend is one file plus one line in `ARCHITECTURES` (a lazy dotted path, so a heavy backend is
+imported only when a checkpoint asks for it). Call sites never branch on the architecture: the
+checkpoint's own metadata names it, and `create` builds it.
+"""
+
+from __future__ import annotations
+
+from engine.registry import Registry
+
+ARCHITECTURES: dict[str, str] = {
+    "dcgan": "engine.generators.dcgan:Generator",
+    "dcgan-discriminator": "engine.generators.dcgan:Discriminator",
+}
+
+
+registry = Registry("architecture", ARCHITECTURES)
+names, create = registry.names, registry.create

@@ -1,0 +1,81 @@
+"""DCGAN generator and discriminator (Radford et al. 2016, arXiv:1511.06434).
+
+The generator keeps the PyTorch examples' key layout (`main.0.weight`, ... in one `nn.Sequential`)
+so that their `netG_*.pth` files load without renaming. The discriminator is the mirror image; it is
+shipped beside the default model so that filters can reuse what it learned.
+
+Shapes: z [B, z_dim] -> image [B, 3, R, R] in [0, 1]; R is a power of two >= 8.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _check_resolution(resolution: int) -> int:
+    levels = int(math.log2(resolution)) if resolution > 0 else 0
+    if resolution < 8 or 2**levels != resolution:
+        raise ValueError(f"DCGAN resolution must be a power of two >= 8, got {resolution}")
+    return levels
+
+
+class Generator(nn.Module):
+    """z -> 4x4 projection -> (transposed conv, BN, ReLU) per doubling -> tanh image."""
+
+    def __init__(self, z_dim: int = 100, resolution: int = 64, base_channels: int = 64,
+                 max_channels: int = 512, out_channels: int = 3):
+        super().__init__()
+        levels = _check_resolution(resolution)
+        self.z_dim, self.resolution = z_dim, resolution
+        self.config = dict(z_dim=z_dim, resolution=resolution, base_channels=base_channels,
+                           max_channels=max_channels, out_channels=out_channels)
+        # channels at 4x4, 8x8, ... R/2; the output layer maps the last to RGB
+        widths = [min(base_channels * 2 ** (levels - 3 - i), max_channels) for i in range(levels - 2)]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, widths[0], 4, 1, 0, bias=False),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [B, {self.z_dim}], got {list(z.shape)}"
+        x = self.main(z[:, :, None, None])  # [B, 3, R, R] in [-1, 1]
+        return (x + 1) * 0.5
+
+
+class Discriminator(nn.Module):
+    """image [B, 3, R, R] in [0, 1] -> logit [B]; strided convs with LeakyReLU, no normalisation
+    (spectral norm is applied by the trainer only while training, then folded into the weights)."""
+
+    def __init__(self, resolution: int = 64, base_channels: int = 64, max_channels: int = 512,
+                 in_channels: int = 3):
+        super().__init__()
+        levels = _check_resolution(resolution)
+        self.resolution = resolution
+        self.config = dict(resolution=resolution, base_channels=base_channels,
+                           max_channels=max_channels, in_channels=in_channels)
+        widths = [min(base_channels * 2**i, max_channels) for i in range(levels - 2)]  # R/2 ... 4
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0)]
+        self.main = nn.Sequential(*layers)
+
+    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Activations after every LeakyReLU, coarse last: what DeepDream and inspection read."""
+        x, out = image * 2 - 1, []
+        for layer in self.main:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        assert image.ndim == 4 and image.shape[1:] == (self.config["in_channels"], self.resolution,
+                                                      self.resolution), f"bad image shape {list(image.shape)}"
+        return self.main(image * 2 - 1).flatten()

@@ -1,0 +1,172 @@
+"""Show files: TOML data (never code), read into dataclasses and validated when loaded.
+
+Every error names the file, the key and what was expected, so a technician can fix a show from the
+message alone. Paths in a show are relative to the show file's folder, or to the project root for
+paths that start with `assets/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ShowError(ValueError):
+    """A show that cannot be played; the message is meant for the person who wrote it."""
+
+
+@dataclass
+class ModelSection:
+    path: str = "assets/models/emoji64.safetensors"
+
+
+@dataclass
+class WalkSection:
+    kind: str = "keyframes"
+    seed: int = 0
+    keyframes: int = 8  # how many seeded latents the loop visits
+    seconds_per_keyframe: float = 4.0
+    speed: float = 1.0  # multiplies the pace of the walk
+    truncation: float = 1.0  # psi: 1 samples the full distribution, smaller stays near the mean
+    easing: str = "smooth"  # "smooth" lingers on each keyframe, "linear" glides at constant pace
+
+    def validate(self, where: str) -> None:
+        _positive(where, "walk.keyframes", self.keyframes, minimum=2)
+        _positive(where, "walk.seconds_per_keyframe", self.seconds_per_keyframe)
+        _positive(where, "walk.speed", self.speed, allow_zero=True)
+        _positive(where, "walk.truncation", self.truncation)
+        if self.easing not in ("smooth", "linear"):
+            raise ShowError(f"{where}: [walk] easing must be \"smooth\" or \"linear\", got {self.easing!r}")
+
+
+@dataclass
+class OutputSection:
+    size: tuple[int, int] = (1280, 720)  # window or video size, width x height
+    fps: float = 30.0
+    fit: str = "contain"  # "contain" letterboxes the square image, "cover" fills and crops
+    upscale: str = "lanczos"  # "lanczos" or "nearest"
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def validate(self, where: str) -> None:
+        if len(self.size) != 2 or any(not isinstance(s, int) or s <= 0 for s in self.size):
+            raise ShowError(f"{where}: [output] size must be [width, height] in pixels, got {list(self.size)}")
+        _positive(where, "output.fps", self.fps)
+        if self.fit not in ("contain", "cover"):
+            raise ShowError(f"{where}: [output] fit must be \"contain\" or \"cover\", got {self.fit!r}")
+        if self.upscale not in ("lanczos", "nearest"):
+            raise ShowError(f"{where}: [output] upscale must be \"lanczos\" or \"nearest\", got {self.upscale!r}")
+        if len(self.background) != 3 or any(not 0 <= c <= 1 for c in self.background):
+            raise ShowError(f"{where}: [output] background must be [r, g, b] in 0..1, got {list(self.background)}")
+
+
+@dataclass
+class Show:
+    name: str = "Untitled"
+    model: ModelSection = field(default_factory=ModelSection)
+    walk: WalkSection = field(default_factory=WalkSection)
+    output: OutputSection = field(default_factory=OutputSection)
+    source: Path | None = None  # the file it came from
+
+    def resolve(self, path: str) -> Path:
+        """A path written in the show, as a real path."""
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            return p
+        base = self.source.parent if self.source else Path.cwd()
+        if (base / p).exists() or not (PROJECT_ROOT / p).exists():
+            return base / p
+        return PROJECT_ROOT / p
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.model.path)
+
+
+def load(path: str | Path) -> Show:
+    path = Path(path)
+    if not path.is_file():
+        raise ShowError(f"{path}: no such show file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ShowError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ShowError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+    return parse(data, str(path), source=path)
+
+
+def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
+    unknown = set(data) - {"name", "model", "walk", "output"}
+    if unknown:
+        raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level "
+                        "(expected name, [model], [walk], [output])")
+    name = data.get("name", "Untitled")
+    if not isinstance(name, str):
+        raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
+    show = Show(name=name, source=source,
+                model=_section(ModelSection, data, "model", where),
+                walk=_section(WalkSection, data, "walk", where),
+                output=_section(OutputSection, data, "output", where))
+    show.walk.validate(where)
+    show.output.validate(where)
+    return show
+
+
+def _section(cls, data: dict, name: str, where: str):
+    raw = data.get(name, {})
+    if not isinstance(raw, dict):
+        raise ShowError(f"{where}: [{name}] must be a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ShowError(f"{where}: unknown key {name}.{key} (expected one of {', '.join(sorted(fields))})")
+        values[key] = _coerce(value, hints[key], f"{where}: {name}.{key}")
+    return cls(**values)
+
+
+def _coerce(value, hint, where: str):
+    """TOML value -> the field's type, refusing anything that would need a guess."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ShowError(f"{where} must be a list, got {value!r}")
+        item = typing.get_args(hint)[0]
+        return tuple(_coerce(v, item, where) for v in value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ShowError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ShowError(f"{where} must be a whole number, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ShowError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {hint}")
+
+
+def _positive(where, key, value, minimum=None, allow_zero=False):
+    if minimum is not None and value < minimum:
+        raise ShowError(f"{where}: {key} must be at least {minimum}, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ShowError(f"{where}: {key} must be {'zero or more' if allow_zero else 'positive'}, got {value}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080), for the command line."""
+    try:
+        w, h = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise ShowError(f"size must be WIDTHxHEIGHT in pixels, like 1920x1080, got {text!r}") from None
+    if w <= 0 or h <= 0 or w > 16384 or h > 16384:
+        raise ShowError(f"size must be WIDTHxHEIGHT between 1x1 and 16384x16384, got {text!r}")
+    return w, h

@@ -1,0 +1,1 @@
+"""Data sets and GAN training. Never imported by the live engine."""

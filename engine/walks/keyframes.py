@@ -1,0 +1,53 @@
+"""A seamless loop through seeded keyframe latents, joined by spherical interpolation.
+
+Slerp (Shoemake 1985; White 2016, "Sampling Generative Networks", arXiv:1609.04468) keeps the
+interpolants at the norm a Gaussian latent expects, where a straight line would pass through the
+low-norm middle that GANs render as grey mush. The last keyframe leads back to the first, so the walk
+never ends and never jumps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.frame import Tick
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, u: float) -> torch.Tensor:
+    """Spherical interpolation between latents [z_dim] (norms interpolated linearly too)."""
+    na, nb = a.norm(), b.norm()
+    cos = torch.clamp((a / na) @ (b / nb), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-4:
+        return torch.lerp(a, b, u)
+    so = torch.sin(omega)
+    direction = (torch.sin((1 - u) * omega) / so) * (a / na) + (torch.sin(u * omega) / so) * (b / nb)
+    return direction * torch.lerp(na, nb, u)
+
+
+class KeyframeLoop:
+    def __init__(self, z_dim: int, seed: int = 0, keyframes: int = 8, seconds_per_keyframe: float = 4.0,
+                 speed: float = 1.0, truncation: float = 1.0, easing: str = "smooth"):
+        self.z_dim = z_dim
+        self.seconds_per_keyframe = seconds_per_keyframe
+        self.speed = speed
+        self.truncation = truncation
+        self.easing = easing
+        gen = torch.Generator().manual_seed(seed)
+        self.keys = torch.randn(keyframes, z_dim, generator=gen)  # [K, z_dim], fixed by the seed
+
+    def position(self, t: float) -> tuple[int, float]:
+        """Show time -> (keyframe index, fraction of the way to the next)."""
+        phase = t * self.speed / self.seconds_per_keyframe
+        k = math.floor(phase)
+        u = phase - k
+        if self.easing == "smooth":
+            u = u * u * (3 - 2 * u)  # smoothstep: rests on each keyframe, never stops dead between
+        return k % len(self.keys), u
+
+    def step(self, tick: Tick) -> torch.Tensor:
+        k, u = self.position(tick.t)
+        z = slerp(self.keys[k], self.keys[(k + 1) % len(self.keys)], u)
+        return (z * self.truncation)[None]  # [1, z_dim]

@@ -1,0 +1,108 @@
+"""The OpenGL window: pygame owns the window and its events, moderngl draws into it.
+
+The compositor renders every frame into its own framebuffer; the window copies that to the screen
+and draws the overlay (stats) on top, so files and screenshots never carry the overlay.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import moderngl
+
+from engine.compositor import shader
+
+
+def display_available() -> bool:
+    """False on a Linux machine with no X or Wayland display (a server, CI, SSH without -X)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class Window:
+    def __init__(self, size: tuple[int, int], fullscreen: bool = False, display: int = 0,
+                 title: str = "Masquerade"):
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        import pygame
+
+        self.pg = pygame
+        pygame.display.init()
+        pygame.font.init()
+        count = pygame.display.get_num_displays()
+        if not 0 <= display < count:
+            raise ValueError(f"--display {display}: this machine has {count} display(s), numbered 0..{count - 1}")
+        self.display, self.windowed_size, self.title = display, size, title
+        self.fullscreen = fullscreen
+        self.font = pygame.font.Font(None, 28)
+        self._open()
+
+    def _open(self) -> None:
+        pg = self.pg
+        pg.display.gl_set_attribute(pg.GL_CONTEXT_MAJOR_VERSION, 3)
+        pg.display.gl_set_attribute(pg.GL_CONTEXT_MINOR_VERSION, 3)
+        pg.display.gl_set_attribute(pg.GL_CONTEXT_PROFILE_MASK, pg.GL_CONTEXT_PROFILE_CORE)
+        flags = pg.OPENGL | pg.DOUBLEBUF
+        if self.fullscreen:
+            size = pg.display.get_desktop_sizes()[self.display]
+            flags |= pg.FULLSCREEN
+        else:
+            size = self.windowed_size
+        with warnings.catch_warnings():  # no vsync (Xvfb, some drivers): pacing falls to the loop
+            warnings.simplefilter("ignore")
+            pg.display.set_mode(size, flags, display=self.display, vsync=1)
+        pg.display.set_caption(self.title)
+        pg.mouse.set_visible(not self.fullscreen)
+        self.ctx = moderngl.create_context(require=330)
+        self.size = pg.display.get_window_size()
+        self._overlay_prog = self.ctx.program(vertex_shader=shader("fullscreen.vert"),
+                                              fragment_shader=shader("overlay.frag"))
+        self._overlay_vao = self.ctx.vertex_array(self._overlay_prog, [])
+        self._overlay_tex = None
+
+    def toggle_fullscreen(self) -> None:
+        """Reopen the window; the GL context is new, so the caller rebuilds what it drew with."""
+        self.fullscreen = not self.fullscreen
+        self.ctx.release()
+        self._open()
+
+    def events(self) -> list[str]:
+        """Pending input as actions: "quit", "fullscreen", "pause", "still"."""
+        pg = self.pg
+        actions = []
+        for event in pg.event.get():
+            if event.type == pg.QUIT:
+                actions.append("quit")
+            elif event.type == pg.KEYDOWN:
+                action = {pg.K_q: "quit", pg.K_ESCAPE: "quit", pg.K_f: "fullscreen",
+                          pg.K_SPACE: "pause", pg.K_s: "still"}.get(event.key)
+                if action:
+                    actions.append(action)
+        return actions
+
+    def present(self, fbo: moderngl.Framebuffer, overlay_text: str = "") -> None:
+        self.ctx.copy_framebuffer(self.ctx.screen, fbo)
+        if overlay_text:
+            self._draw_overlay(overlay_text)
+        self.pg.display.flip()
+
+    def _draw_overlay(self, text: str) -> None:
+        surface = self.font.render(text, True, (255, 255, 255), (0, 0, 0))
+        w, h = surface.get_size()
+        rgb = self.pg.image.tobytes(surface, "RGB")  # top row first; the overlay shader flips
+        if self._overlay_tex is None or self._overlay_tex.size != (w, h):
+            if self._overlay_tex is not None:
+                self._overlay_tex.release()
+            self._overlay_tex = self.ctx.texture((w, h), 3)
+        self._overlay_tex.write(rgb, alignment=1)
+        self.ctx.screen.use()
+        self.ctx.viewport = (8, self.size[1] - h - 8, w, h)
+        self._overlay_tex.use(0)
+        self._overlay_prog["overlay"] = 0
+        self._overlay_vao.render(moderngl.TRIANGLES, vertices=3)
+        self.ctx.viewport = (0, 0, *self.size)
+
+    def close(self) -> None:
+        self.pg.display.quit()

@@ -1,0 +1,60 @@
+"""The `masquerade` command as a user meets it: one-line errors with exit status 2, and the model list."""
+
+import pytest
+
+from .conftest import DEFAULT_MODEL, DEFAULT_SHOW, masquerade
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_show(tmp_path):
+    assert_clean_error(masquerade("run", tmp_path / "none.toml", "--headless"), "none.toml", "no such show file")
+
+
+def test_malformed_show(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[walk]\nspeed = = 3\n")
+    assert_clean_error(masquerade("render", bad, "-o", tmp_path / "x.mp4"), "bad.toml", "line 2")
+
+
+def test_unknown_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[output]\nwidth = 3\n")
+    assert_clean_error(masquerade("run", bad, "--headless", "--frames", 1), "bad.toml", "output.width")
+
+
+def test_missing_model(tmp_path):
+    bad = tmp_path / "show.toml"
+    bad.write_text("[model]\npath = 'missing.safetensors'\n")
+    assert_clean_error(masquerade("run", bad, "--headless", "--frames", 1), "missing.safetensors",
+                       "no such model file")
+
+
+@pytest.mark.parametrize("size", ["0x0", "abc", "12x"])
+def test_bad_size(size, tmp_path):
+    result = masquerade("render", DEFAULT_SHOW, "-o", tmp_path / "x.mp4", "--size", size)
+    assert_clean_error(result, "--size", "WIDTHxHEIGHT", repr(size))
+
+
+def test_models_list_and_info():
+    listing = masquerade("models", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert "assets/models/emoji64.safetensors" in listing.stdout and "dcgan" in listing.stdout
+    assert "emoji64-discriminator.safetensors" in listing.stdout
+    info = masquerade("models", "info", DEFAULT_MODEL)
+    assert info.returncode == 0, info.stderr
+    for fragment in ("architecture  dcgan", "resolution    64", "z_dim         128", "Noto Color Emoji"):
+        assert fragment in info.stdout
+
+
+def test_models_info_on_a_broken_file(tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a model")
+    assert_clean_error(masquerade("models", "info", bad), "broken.safetensors")
