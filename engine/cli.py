@@ -11,13 +11,13 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.generators.checkpoint import CheckpointError
+from engine.errors import MasqueradeError
 from engine.show import PROJECT_ROOT, ShowError, parse_size
 
 log = logging.getLogger("masquerade")
 
 
-class UsageError(Exception):
+class UsageError(MasqueradeError):
     pass
 
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         args.func(args)
-    except (ShowError, CheckpointError, UsageError, FileNotFoundError) as e:
+    except (MasqueradeError, FileNotFoundError) as e:
         print(f"masquerade: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

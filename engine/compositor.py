@@ -13,6 +13,8 @@ from pathlib import Path
 import moderngl
 import numpy as np
 
+from engine.errors import MasqueradeError
+
 SHADERS = Path(__file__).resolve().parent.parent / "assets" / "shaders"
 
 
@@ -107,6 +109,10 @@ class Compositor:
         return np.frombuffer(data, np.uint8).reshape(self.size[1], self.size[0], 3)[::-1]
 
 
+class GLUnavailable(MasqueradeError):
+    pass
+
+
 def headless_context() -> moderngl.Context:
     """An offscreen OpenGL 3.3 context: EGL (works without any display), else the platform default."""
     try:
@@ -115,5 +121,5 @@ def headless_context() -> moderngl.Context:
         try:
             return moderngl.create_standalone_context(require=330)
         except Exception:
-            raise RuntimeError(f"no offscreen OpenGL context: EGL failed ({egl_error}); "
+            raise GLUnavailable(f"no offscreen OpenGL context: EGL failed ({egl_error}); "
                                "on Debian/Ubuntu install libegl1 libgl1-mesa-dri libegl-mesa0") from None

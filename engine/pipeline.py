@@ -9,19 +9,24 @@ from __future__ import annotations
 import torch
 
 from engine import walks
+from engine.errors import MasqueradeError
 from engine.frame import Frame, Tick, check_image, to_uint8_hwc
 from engine.generators import checkpoint
 from engine.show import Show
 from engine.stats import StageTimes
 
 
+class DeviceError(MasqueradeError):
+    pass
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device is available to PyTorch here")
+        raise DeviceError("--device cuda: no CUDA device is available to PyTorch here")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+        raise DeviceError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
 
 

@@ -13,10 +13,12 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import MasqueradeError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class ShowError(ValueError):
+class ShowError(MasqueradeError, ValueError):
     """A show that cannot be played; the message is meant for the person who wrote it."""
 
 

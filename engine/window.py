@@ -13,6 +13,7 @@ import warnings
 import moderngl
 
 from engine.compositor import shader
+from engine.errors import MasqueradeError
 
 
 def display_available() -> bool:
@@ -22,6 +23,10 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+class DisplayError(MasqueradeError):
+    pass
+
+
 class Window:
     def __init__(self, size: tuple[int, int], fullscreen: bool = False, display: int = 0,
                  title: str = "Masquerade"):
@@ -29,11 +34,20 @@ class Window:
         import pygame
 
         self.pg = pygame
-        pygame.display.init()
+        try:
+            pygame.display.init()
+        except pygame.error as e:
+            where = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or "no display"
+            raise DisplayError(f"cannot open a window ({where}): {e}; try --headless") from None
+        if pygame.display.get_driver() in ("offscreen", "dummy"):  # SDL's silent fallback: no one would see it
+            where = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or "none set"
+            pygame.display.quit()
+            raise DisplayError(f"cannot open a window: no usable display (DISPLAY={where}); "
+                               "use --headless, or run under xvfb-run -a")
         pygame.font.init()
         count = pygame.display.get_num_displays()
         if not 0 <= display < count:
-            raise ValueError(f"--display {display}: this machine has {count} display(s), numbered 0..{count - 1}")
+            raise DisplayError(f"--display {display}: this machine has {count} display(s), numbered 0..{count - 1}")
         self.display, self.windowed_size, self.title = display, size, title
         self.fullscreen = fullscreen
         self.font = pygame.font.Font(None, 28)

@@ -58,3 +58,20 @@ def test_models_info_on_a_broken_file(tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a model")
     assert_clean_error(masquerade("models", "info", bad), "broken.safetensors")
+
+
+def test_unreachable_display_is_named_not_hidden():
+    """SDL would quietly fall back to an invisible offscreen window; Masquerade says so instead."""
+    import os
+
+    env = {**os.environ, "DISPLAY": ":4242"}
+    result = masquerade("run", DEFAULT_SHOW, env=env, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "no usable display (DISPLAY=:4242)" in result.stderr
+
+
+def test_display_that_does_not_exist(xvfb):
+    result = masquerade("run", DEFAULT_SHOW, "--display", 5, timeout=60)
+    assert result.returncode == 2
+    assert "--display 5: this machine has 1 display(s)" in result.stderr

@@ -12,6 +12,7 @@ from engine.registry import Registry
 ARCHITECTURES: dict[str, str] = {
     "dcgan": "engine.generators.dcgan:Generator",
     "dcgan-discriminator": "engine.generators.dcgan:Discriminator",
+    "stylegan2": "engine.generators.stylegan2:Generator",
 }
 
 

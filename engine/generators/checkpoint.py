@@ -21,11 +21,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine import generators
+from engine.errors import MasqueradeError
 
 FORMAT_VERSION = "1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MasqueradeError, ValueError):
     """A model file that cannot be used; the message names the file and what is wrong."""
 
 

@@ -1,0 +1,261 @@
+"""Read NVlabs StyleGAN2-ADA-PyTorch pickles (`network-snapshot-*.pkl`, the published `ffhq.pkl`, ...)
+into `stylegan2.Generator`, without their code and without executing anything from the file.
+
+The format (StyleGAN2-ADA, Karras et al. 2020, arXiv:2006.06676): `pickle.dump(dict(G=..., D=..., G_ema=...,
+augment_pipe=..., training_set_kwargs=...))`, where every network goes through NVlabs'
+`torch_utils.persistence`: each module is stored as the call
+`torch_utils.persistence._reconstruct_persistent_obj(meta)` with `meta = dict(type='class', version=6,
+module_src=<the full Python source of its module>, class_name=..., state=<the module's __dict__: _parameters,
+_buffers, _modules, _init_args, _init_kwargs, ...>)`. NVlabs' own loader `exec`s `module_src`, and a plain
+`pickle.load` calls whatever global the file names, so either way a pickle is a program.
+
+Here `find_class` answers only a short list of names: torch's tensor rebuilders (the ones
+`torch.load(weights_only=True)` trusts; storages are themselves read by `torch.load(weights_only=True)`),
+`collections.OrderedDict`, sets, numpy scalars/arrays/dtypes, `dnnlib.EasyDict` as a plain dict, and the
+persistence hook, which here returns an inert `PersistentRecord` (the source kept as a string, never run).
+Any other name raises `UnsafePickleError` before anything is called. The records then become a
+`stylegan2.Generator` (built from the recorded constructor kwargs) and a state dict (the nested
+`_parameters`/`_buffers`/`_modules`), loaded with `strict=True`.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch._utils
+
+from engine.generators import stylegan2
+from engine.generators.checkpoint import CheckpointError, ModelCard
+
+PERSISTENT_HOOK = ("torch_utils.persistence", "_reconstruct_persistent_obj")
+GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs",
+                  "synthesis_kwargs")
+
+
+class NVlabsPickleError(CheckpointError):
+    """An NVlabs pickle that cannot be used; the message names the file and what is wrong."""
+
+
+class UnsafePickleError(NVlabsPickleError):
+    """The pickle names a global outside the allowed list (it would run code if loaded normally)."""
+
+
+@dataclass
+class PersistentRecord:
+    """What NVlabs' persistence stored for one module, as data: nothing of it is executed."""
+
+    class_name: str
+    state: dict
+    module_src: str = field(default="", repr=False)
+    version: int | None = None
+
+    @property
+    def init_args(self) -> tuple:
+        return tuple(self.state.get("_init_args") or ())
+
+    @property
+    def init_kwargs(self) -> dict:
+        return dict(self.state.get("_init_kwargs") or {})
+
+    @property
+    def modules(self) -> dict:
+        return {k: v for k, v in (self.state.get("_modules") or {}).items() if v is not None}
+
+
+class EasyDict(dict):
+    """Stands in for `dnnlib.EasyDict` (a dict with attribute access) as a plain dict."""
+
+
+def _persistent_record(meta) -> PersistentRecord:
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
+        raise UnsafePickleError("malformed torch_utils.persistence record (expected a dict with type='class')")
+    state = meta.get("state") or {}
+    if not isinstance(state, dict):
+        raise UnsafePickleError(f"persistent {meta['class_name']} has a non-dict state ({type(state).__name__})")
+    return PersistentRecord(meta["class_name"], state, str(meta.get("module_src", "")), meta.get("version"))
+
+
+def _storage_from_bytes(data: bytes):
+    # torch pickles a storage as `torch.storage._load_from_bytes(<legacy torch.save bytes>)`; torch's own
+    # weights-only reader parses those bytes without running code
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _numpy_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise UnsafePickleError(f"numpy scalar of dtype {dtype!r} refused (only plain numeric dtypes are read)")
+    if isinstance(data, str):  # protocol 2 writes bytes as latin-1 text
+        data = data.encode("latin1")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _numpy_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise UnsafePickleError(f"numpy array subtype {subtype!r} refused")
+    return np.ndarray.__new__(np.ndarray, shape, np.uint8)  # shape and dtype are set by __setstate__
+
+
+def _codecs_encode(text, encoding="latin1"):
+    if encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"_codecs.encode with encoding {encoding!r} refused")
+    return text.encode("latin1")
+
+
+def _copyreg_reconstructor(cls, base, state):
+    # protocol 0/1 spelling of "make an instance of cls"; only the plain containers above qualify
+    if cls not in (EasyDict, OrderedDict) or base not in (object, dict):
+        raise UnsafePickleError(f"copyreg._reconstructor for {cls!r} refused")
+    obj = cls()
+    if state is not None:
+        obj.update(state)
+    return obj
+
+
+_ALLOWED = {
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v3"): torch._utils._rebuild_tensor_v3,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("torch", "Size"): torch.Size,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "dict"): dict,  # the base class protocols 0 and 1 name for dict subclasses
+    ("builtins", "object"): object,
+    ("__builtin__", "set"): set,  # protocols 0-2 write Python 2 module names
+    ("__builtin__", "frozenset"): frozenset,
+    ("__builtin__", "dict"): dict,
+    ("__builtin__", "object"): object,
+    ("_codecs", "encode"): _codecs_encode,
+    ("copyreg", "_reconstructor"): _copyreg_reconstructor,
+    ("copy_reg", "_reconstructor"): _copyreg_reconstructor,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("dnnlib", "EasyDict"): EasyDict,
+    PERSISTENT_HOOK: _persistent_record,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Answers only the globals in `_ALLOWED`; every other name is refused before it could be called."""
+
+    def find_class(self, module: str, name: str):
+        found = _ALLOWED.get((module, name))
+        if found is None and module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            found = getattr(torch, name)
+        if found is None:
+            hint = " (a TensorFlow-era pickle: convert it with NVlabs' legacy.py first)" if module.startswith(
+                "dnnlib.tflib") else ""
+            raise UnsafePickleError(f"refused global {module}.{name}: not a tensor, container or NVlabs network "
+                                    f"record, and loading it could run code{hint}")
+        return found
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"refused persistent id {pid!r}: NVlabs pickles do not use them")
+
+
+def read_pickle(path: str | Path) -> dict:
+    """The pickle's top-level dict with every network as a `PersistentRecord` (tensors rebuilt, nothing run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NVlabsPickleError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            data = RestrictedUnpickler(f).load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
+    except NVlabsPickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            RuntimeError, OverflowError, MemoryError, OSError) as e:
+        raise NVlabsPickleError(f"{path}: not a readable NVlabs pickle, truncated or damaged "
+                                f"({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise NVlabsPickleError(f"{path}: expected a dict of networks (G, D, G_ema, ...), got {type(data).__name__}")
+    return data
+
+
+def state_dict_of(record: PersistentRecord, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of a record and its sub-records, keyed as `nn.Module.state_dict`."""
+    state, out = record.state, {}
+    non_persistent = set(state.get("_non_persistent_buffers_set") or ())
+    tensors = list((state.get("_parameters") or {}).items())
+    tensors += [(k, v) for k, v in (state.get("_buffers") or {}).items() if k not in non_persistent]
+    for name, value in tensors:
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise NVlabsPickleError(f"{prefix}{name} of {record.class_name} is {type(value).__name__}, not a tensor")
+        out[prefix + name] = value.detach()
+    for name, sub in record.modules.items():
+        if not isinstance(sub, PersistentRecord):
+            raise NVlabsPickleError(f"{prefix}{name} of {record.class_name} is {type(sub).__name__}, "
+                                    "not an NVlabs network record")
+        out.update(state_dict_of(sub, f"{prefix}{name}."))
+    return out
+
+
+def generator_config(record: PersistentRecord) -> dict:
+    """`stylegan2.Generator` kwargs from what the record says its constructor got (positional args too)."""
+    kwargs = dict(zip(GENERATOR_ARGS, record.init_args))
+    kwargs.update(record.init_kwargs)
+    return _plain(kwargs)
+
+
+def load_nvlabs_pickle(path: str | Path, which: str = "G_ema") -> tuple[stylegan2.Generator, ModelCard]:
+    """The generator stored under `which` ('G_ema', the averaged weights NVlabs renders with, or 'G'),
+    in eval mode on the CPU, and a card describing it (config, the pickle's other entries)."""
+    path = Path(path)
+    data = read_pickle(path)
+    if which not in data:
+        raise NVlabsPickleError(f"{path}: no {which!r} in this pickle; it holds {', '.join(map(str, data))}")
+    record = data[which]
+    if not isinstance(record, PersistentRecord):
+        raise NVlabsPickleError(f"{path}: {which!r} is {type(record).__name__}, not an NVlabs network")
+    if record.class_name != "Generator":
+        raise NVlabsPickleError(f"{path}: {which!r} is an NVlabs {record.class_name}, not a Generator")
+    if "input" in record.modules.get("synthesis", PersistentRecord("", {})).modules:
+        raise NVlabsPickleError(f"{path}: {which!r} is a StyleGAN3 generator (its synthesis has an 'input' "
+                                "layer); only StyleGAN2 networks are read here")
+    config = generator_config(record)
+    try:
+        module = stylegan2.Generator(**config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise NVlabsPickleError(f"{path}: cannot build a StyleGAN2 generator from {which!r}'s kwargs "
+                                f"{config}: {e}") from None
+    try:
+        module.load_state_dict(state_dict_of(record), strict=True)
+    except RuntimeError as e:
+        raise NVlabsPickleError(f"{path}: {which!r}'s weights do not fit StyleGAN2: {e}") from None
+    provenance = {"source": "NVlabs StyleGAN2-ADA pickle", "file": path.name, "entry": which,
+                  "entries": sorted(map(str, data))}
+    training_set = data.get("training_set_kwargs")
+    if isinstance(training_set, dict):
+        provenance["training_set_kwargs"] = _plain(training_set)
+    card = ModelCard(path, "stylegan2", module.config, provenance,
+                     sum(p.numel() for p in module.parameters()))
+    return module.eval().requires_grad_(False), card
+
+
+def _plain(value):
+    """EasyDicts, tuples and numpy scalars as JSON-ready Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
