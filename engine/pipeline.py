@@ -37,8 +37,7 @@ class Pipeline:
         self.generator, self.card = checkpoint.load(show.model_path, self.device)
         w = show.walk
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, keyframes=w.keyframes,
-                                 seconds_per_keyframe=w.seconds_per_keyframe, speed=w.speed,
-                                 truncation=w.truncation, easing=w.easing)
+                                 seconds_per_keyframe=w.seconds_per_keyframe, speed=w.speed, easing=w.easing)
         self.times = StageTimes()
 
     @property
@@ -50,7 +49,7 @@ class Pipeline:
         with self.times.time("walk"):
             z = self.walk.step(tick).to(self.device)  # [1, z_dim]
         with self.times.time("generate"):
-            image = self.generator(z)  # [1, 3, R, R] in [0, 1]
+            image = self.generator(z, truncation_psi=self.show.walk.truncation)  # [1, 3, R, R] in [0, 1]
             check_image(image)
             rgb = to_uint8_hwc(image)  # RxRx3 uint8, quantised on the device
         return Frame(tick, image, rgb)

@@ -34,14 +34,14 @@ class WalkSection:
     keyframes: int = 8  # how many seeded latents the loop visits
     seconds_per_keyframe: float = 4.0
     speed: float = 1.0  # multiplies the pace of the walk
-    truncation: float = 1.0  # psi: 1 samples the full distribution, smaller stays near the mean
+    truncation: float = 1.0  # psi: 1 samples the full distribution, 0 gives the model's average image
     easing: str = "smooth"  # "smooth" lingers on each keyframe, "linear" glides at constant pace
 
     def validate(self, where: str) -> None:
         _positive(where, "walk.keyframes", self.keyframes, minimum=2)
         _positive(where, "walk.seconds_per_keyframe", self.seconds_per_keyframe)
         _positive(where, "walk.speed", self.speed, allow_zero=True)
-        _positive(where, "walk.truncation", self.truncation)
+        _positive(where, "walk.truncation", self.truncation, allow_zero=True)
         if self.easing not in ("smooth", "linear"):
             raise ShowError(f"{where}: [walk] easing must be \"smooth\" or \"linear\", got {self.easing!r}")
 

@@ -78,3 +78,13 @@ def test_unknown_architecture_and_mismatched_weights(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="gone.safetensors: no such model file"):
         checkpoint.load(tmp_path / "gone.safetensors")
+
+
+def test_truncation_pulls_toward_the_average_image():
+    g, _ = checkpoint.load(DEFAULT_MODEL)
+    z = torch.randn(2, g.z_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        average = g(z, truncation_psi=0.0)
+        torch.testing.assert_close(average[0], average[1])  # psi 0: every z gives the same image
+        full, half = g(z), g(z, truncation_psi=0.5)
+    assert (half - average).abs().mean() < (full - average).abs().mean()

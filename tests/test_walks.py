@@ -49,10 +49,9 @@ def test_same_seed_same_walk_other_seed_other_walk():
     assert not torch.allclose(z_at(loop(seed=1), 3.3), z_at(loop(seed=2), 3.3))
 
 
-def test_speed_and_truncation():
+def test_speed():
     fast, slow = loop(speed=2.0), loop(speed=1.0)
     torch.testing.assert_close(z_at(fast, 1.5), z_at(slow, 3.0))
-    torch.testing.assert_close(z_at(loop(truncation=0.5), 1.1), 0.5 * z_at(loop(), 1.1))
     still = loop(speed=0.0)
     assert torch.equal(z_at(still, 0.0), z_at(still, 100.0))
 

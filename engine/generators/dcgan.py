@@ -42,9 +42,11 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
+        """truncation_psi < 1 pulls z toward the prior's mean (zero): DCGAN has no w space, so this is
+        the truncation trick in z, as in the DCGAN-era interpolation demos."""
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [B, {self.z_dim}], got {list(z.shape)}"
-        x = self.main(z[:, :, None, None])  # [B, 3, R, R] in [-1, 1]
+        x = self.main((z * truncation_psi)[:, :, None, None])  # [B, 3, R, R] in [-1, 1]
         return (x + 1) * 0.5
 
 

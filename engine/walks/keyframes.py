@@ -29,11 +29,10 @@ def slerp(a: torch.Tensor, b: torch.Tensor, u: float) -> torch.Tensor:
 
 class KeyframeLoop:
     def __init__(self, z_dim: int, seed: int = 0, keyframes: int = 8, seconds_per_keyframe: float = 4.0,
-                 speed: float = 1.0, truncation: float = 1.0, easing: str = "smooth"):
+                 speed: float = 1.0, easing: str = "smooth"):
         self.z_dim = z_dim
         self.seconds_per_keyframe = seconds_per_keyframe
         self.speed = speed
-        self.truncation = truncation
         self.easing = easing
         gen = torch.Generator().manual_seed(seed)
         self.keys = torch.randn(keyframes, z_dim, generator=gen)  # [K, z_dim], fixed by the seed
@@ -50,4 +49,4 @@ class KeyframeLoop:
     def step(self, tick: Tick) -> torch.Tensor:
         k, u = self.position(tick.t)
         z = slerp(self.keys[k], self.keys[(k + 1) % len(self.keys)], u)
-        return (z * self.truncation)[None]  # [1, z_dim]
+        return z[None]  # [1, z_dim]
