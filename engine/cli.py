@@ -63,8 +63,8 @@ def cmd_run(args) -> None:
         raise UsageError("--frames and --out belong to --headless runs; use `masquerade render` for files")
     opts = LiveOptions(device=args.device, size=args.size, fullscreen=args.fullscreen, display=args.display,
                        stats=args.stats, headless=headless, frames=args.frames, out=args.out)
-    shown = run_live(show, opts)
-    log.info("showed %d frames", shown)
+    result = run_live(show, opts)
+    log.info("showed %d frames in %.1f s", result.frames, result.seconds)
     if headless and not args.out:
         log.info("for a video: masquerade render %s -o piece.mp4 --seconds 20", args.show)
 

@@ -42,8 +42,15 @@ def make_compositor(ctx, show: Show, size, pipeline: Pipeline) -> Compositor:
     return Compositor(ctx, size, (res, res), fit=o.fit, upscale=o.upscale, background=o.background)
 
 
-def run_live(show: Show, opts: LiveOptions) -> int:
-    """Play a show until quit (window) or for `opts.frames` frames (headless). Returns frames shown."""
+@dataclass
+class LiveRun:
+    frames: int  # frames presented
+    seconds: float  # wall time of the loop itself (setup excluded)
+    stage_ms: dict[str, float]  # smoothed time per frame of each stage
+
+
+def run_live(show: Show, opts: LiveOptions) -> LiveRun:
+    """Play a show until quit (window) or for `opts.frames` frames (headless)."""
     pipeline = Pipeline(show, opts.device)
     size = opts.size or show.output.size
     if opts.headless:  # lockstep: every tick waits for its own frame, so output is frame-exact
@@ -59,7 +66,7 @@ def run_live(show: Show, opts: LiveOptions) -> int:
     compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
              *surface.size, show.model_path.name)
-    shown, last_log = 0, time.monotonic()
+    shown, last_log, started = 0, time.monotonic(), time.perf_counter()
     try:
         while frames_total is None or shown < frames_total:
             tick = clock.tick()
@@ -94,7 +101,7 @@ def run_live(show: Show, opts: LiveOptions) -> int:
                 last_log = time.monotonic()
         if opts.headless and sink is None and shown:  # something to look at after a headless run
             save_still(compositor, opts.stills, show, tick)
-        return shown
+        return LiveRun(shown, time.perf_counter() - started, dict(pipeline.times.mean_ms))
     finally:
         producer.close()
         if sink is not None:

@@ -46,7 +46,8 @@ def _run_window(frames, stats):
     from engine import show as shows
     from engine.loop import LiveOptions, run_live
 
-    return run_live(shows.load(DEFAULT_SHOW), LiveOptions(size=(320, 180), stats=stats, frames=frames, device="cpu"))
+    return run_live(shows.load(DEFAULT_SHOW),
+                    LiveOptions(size=(320, 180), stats=stats, frames=frames, device="cpu")).frames
 
 
 def test_live_window_runs_with_stats_overlay(xvfb):
@@ -70,7 +71,7 @@ def _type_keys_then_run(stills):
             pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
 
     window_module.Window._open = open_then_type
-    return run_live(shows.load(DEFAULT_SHOW), LiveOptions(size=(320, 180), stills=stills, device="cpu"))
+    return run_live(shows.load(DEFAULT_SHOW), LiveOptions(size=(320, 180), stills=stills, device="cpu")).frames
 
 
 def test_keys_pause_save_a_still_and_quit(xvfb, tmp_path):
