@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from engine import walks
+from engine import filters, walks
 from engine.errors import MasqueradeError
 from engine.frame import Frame, Tick, check_image, to_uint8_hwc
 from engine.generators import checkpoint
-from engine.show import Show
+from engine.show import FilterStage, Show, ShowError
 from engine.stats import StageTimes
 
 
@@ -38,11 +38,31 @@ class Pipeline:
         w = show.walk
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, keyframes=w.keyframes,
                                  seconds_per_keyframe=w.seconds_per_keyframe, speed=w.speed, easing=w.easing)
+        self.filters = [self._build_filter(stage) for stage in show.filters]
         self.times = StageTimes()
+
+    def _build_filter(self, stage: FilterStage):
+        """A `[[filters]]` row as a module on the device; any complaint names the row."""
+        args = dict(stage.args)
+        if "path" in args:
+            args["path"] = self.show.resolve(str(args["path"]))
+            if not args["path"].is_file():
+                raise ShowError(f"{stage.where}: weights file {args['path']} is missing")
+        try:
+            module = filters.create(stage.kind, **args)
+        except TypeError as e:  # an argument the filter does not take
+            raise ShowError(f"{stage.where}: {e}") from None
+        except (ValueError, OSError) as e:
+            raise ShowError(f"{stage.where}: {e}") from None
+        return module.to(self.device).eval()
 
     @property
     def resolution(self) -> int:
-        return self.generator.resolution
+        """Side of the frames this pipeline hands on: the generator's, times every filter's scale."""
+        side = self.generator.resolution
+        for f in self.filters:
+            side *= getattr(f, "scale", 1)
+        return side
 
     @torch.inference_mode()
     def generate(self, tick: Tick) -> Frame:
@@ -51,5 +71,9 @@ class Pipeline:
         with self.times.time("generate"):
             image = self.generator(z, truncation_psi=self.show.walk.truncation)  # [1, 3, R, R] in [0, 1]
             check_image(image)
-            rgb = to_uint8_hwc(image)  # RxRx3 uint8, quantised on the device
+        for stage, f in zip(self.show.filters, self.filters):
+            with self.times.time(stage.kind):
+                image = f(image)  # [1, 3, R', R'] in [0, 1]
+        with self.times.time("quantise"):
+            rgb = to_uint8_hwc(image)  # R'xR'x3 uint8, quantised on the device
         return Frame(tick, image, rgb)

@@ -67,11 +67,22 @@ class OutputSection:
 
 
 @dataclass
+class FilterStage:
+    """One `[[filters]]` row: a filter by registry name and its constructor's arguments. The
+    arguments are checked when the filter is built (each filter knows its own), with `where` in the
+    message, so a typo still names the row."""
+    kind: str
+    args: dict
+    where: str  # "show.toml [[filters]] #1 (superres)"
+
+
+@dataclass
 class Show:
     name: str = "Untitled"
     model: ModelSection = field(default_factory=ModelSection)
     walk: WalkSection = field(default_factory=WalkSection)
     output: OutputSection = field(default_factory=OutputSection)
+    filters: list[FilterStage] = field(default_factory=list)  # applied in order after the generator
     source: Path | None = None  # the file it came from
 
     def resolve(self, path: str) -> Path:
@@ -103,20 +114,37 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    unknown = set(data) - {"name", "model", "walk", "output"}
+    unknown = set(data) - {"name", "model", "walk", "output", "filters"}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level "
-                        "(expected name, [model], [walk], [output])")
+                        "(expected name, [model], [walk], [output], [[filters]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
     show = Show(name=name, source=source,
                 model=_section(ModelSection, data, "model", where),
                 walk=_section(WalkSection, data, "walk", where),
-                output=_section(OutputSection, data, "output", where))
+                output=_section(OutputSection, data, "output", where),
+                filters=_filters(data.get("filters", []), where))
     show.walk.validate(where)
     show.output.validate(where)
     return show
+
+
+def _filters(rows, where: str) -> list[FilterStage]:
+    from engine import filters
+
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ShowError(f"{where}: filters must be [[filters]] tables, one per stage")
+    stages = []
+    for i, row in enumerate(rows, 1):
+        row = dict(row)
+        kind = row.pop("kind", None)
+        here = f"{where} [[filters]] #{i}"
+        if kind not in filters.names():
+            raise ShowError(f"{here}: kind must be one of {', '.join(filters.names())}, got {kind!r}")
+        stages.append(FilterStage(kind, row, f"{here} ({kind})"))
+    return stages
 
 
 def _section(cls, data: dict, name: str, where: str):
