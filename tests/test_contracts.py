@@ -16,6 +16,8 @@ TINY = {  # the smallest config of each architecture that still exercises every 
     "dcgan-discriminator": {"resolution": 16, "base_channels": 4},
     "stylegan2": {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 16, "img_channels": 3,
                   "mapping_kwargs": {"num_layers": 2}, "synthesis_kwargs": {"channel_base": 64, "channel_max": 16}},
+    "stylegan3": {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 16, "img_channels": 3,
+                  "channel_base": 64, "channel_max": 8, "num_layers": 3},
 }
 DISCRIMINATORS = {"dcgan-discriminator"}
 

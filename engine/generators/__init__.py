@@ -13,6 +13,7 @@ ARCHITECTURES: dict[str, str] = {
     "dcgan": "engine.generators.dcgan:Generator",
     "dcgan-discriminator": "engine.generators.dcgan:Discriminator",
     "stylegan2": "engine.generators.stylegan2:Generator",
+    "stylegan3": "engine.generators.stylegan3:Generator",
 }
 
 

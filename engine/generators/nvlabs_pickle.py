@@ -1,5 +1,6 @@
-"""Read NVlabs StyleGAN2-ADA-PyTorch pickles (`network-snapshot-*.pkl`, the published `ffhq.pkl`, ...)
-into `stylegan2.Generator`, without their code and without executing anything from the file.
+"""Read NVlabs StyleGAN2-ADA-PyTorch and StyleGAN3 pickles (`network-snapshot-*.pkl`, the published
+`ffhq.pkl`, `stylegan3-t-ffhq-1024x1024.pkl`, ...) into `stylegan2.Generator` or `stylegan3.Generator`,
+without their code and without executing anything from the file.
 
 The format (StyleGAN2-ADA, Karras et al. 2020, arXiv:2006.06676): `pickle.dump(dict(G=..., D=..., G_ema=...,
 augment_pipe=..., training_set_kwargs=...))`, where every network goes through NVlabs'
@@ -13,9 +14,10 @@ Here `find_class` answers only a short list of names: torch's tensor rebuilders 
 `torch.load(weights_only=True)` trusts; storages are themselves read by `torch.load(weights_only=True)`),
 `collections.OrderedDict`, sets, numpy scalars/arrays/dtypes, `dnnlib.EasyDict` as a plain dict, and the
 persistence hook, which here returns an inert `PersistentRecord` (the source kept as a string, never run).
-Any other name raises `UnsafePickleError` before anything is called. The records then become a
-`stylegan2.Generator` (built from the recorded constructor kwargs) and a state dict (the nested
-`_parameters`/`_buffers`/`_modules`), loaded with `strict=True`.
+Any other name raises `UnsafePickleError` before anything is called. The records then become a generator
+(built from the recorded constructor kwargs: StyleGAN3 when the synthesis network has Fourier features, an
+`input` layer; StyleGAN2 otherwise) and a state dict (the nested `_parameters`/`_buffers`/`_modules`),
+loaded with `strict=True`. StyleGAN3 pickles have the same layout (Karras et al. 2021, arXiv:2106.12423).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch._utils
+from torch import nn
 
-from engine.generators import stylegan2
+from engine import generators
 from engine.generators.checkpoint import CheckpointError, ModelCard
 
 PERSISTENT_HOOK = ("torch_utils.persistence", "_reconstruct_persistent_obj")
@@ -209,15 +212,27 @@ def state_dict_of(record: PersistentRecord, prefix: str = "") -> dict[str, torch
 
 
 def generator_config(record: PersistentRecord) -> dict:
-    """`stylegan2.Generator` kwargs from what the record says its constructor got (positional args too)."""
+    """Generator kwargs from what the record says its constructor got (positional args too; StyleGAN3's
+    positional order is StyleGAN2's, its synthesis kwargs are keywords)."""
     kwargs = dict(zip(GENERATOR_ARGS, record.init_args))
     kwargs.update(record.init_kwargs)
     return _plain(kwargs)
 
 
-def load_nvlabs_pickle(path: str | Path, which: str = "G_ema") -> tuple[stylegan2.Generator, ModelCard]:
+ARCHITECTURE_NAMES = {"stylegan2": "StyleGAN2", "stylegan3": "StyleGAN3"}
+SOURCES = {"stylegan2": "NVlabs StyleGAN2-ADA pickle", "stylegan3": "NVlabs StyleGAN3 pickle"}
+
+
+def architecture_of(record: PersistentRecord) -> str:
+    """'stylegan3' when the synthesis network starts from Fourier features (an `input` layer), else 'stylegan2'."""
+    synthesis = record.modules.get("synthesis", PersistentRecord("", {}))
+    return "stylegan3" if "input" in synthesis.modules else "stylegan2"
+
+
+def load_nvlabs_pickle(path: str | Path, which: str = "G_ema") -> tuple[nn.Module, ModelCard]:
     """The generator stored under `which` ('G_ema', the averaged weights NVlabs renders with, or 'G'),
-    in eval mode on the CPU, and a card describing it (config, the pickle's other entries)."""
+    as a `stylegan2.Generator` or `stylegan3.Generator`, in eval mode on the CPU, and a card describing it
+    (architecture, config, the pickle's other entries)."""
     path = Path(path)
     data = read_pickle(path)
     if which not in data:
@@ -227,25 +242,24 @@ def load_nvlabs_pickle(path: str | Path, which: str = "G_ema") -> tuple[stylegan
         raise NVlabsPickleError(f"{path}: {which!r} is {type(record).__name__}, not an NVlabs network")
     if record.class_name != "Generator":
         raise NVlabsPickleError(f"{path}: {which!r} is an NVlabs {record.class_name}, not a Generator")
-    if "input" in record.modules.get("synthesis", PersistentRecord("", {})).modules:
-        raise NVlabsPickleError(f"{path}: {which!r} is a StyleGAN3 generator (its synthesis has an 'input' "
-                                "layer); only StyleGAN2 networks are read here")
+    architecture = architecture_of(record)
+    name = ARCHITECTURE_NAMES[architecture]
     config = generator_config(record)
     try:
-        module = stylegan2.Generator(**config)
+        module = generators.create(architecture, **config)
     except (TypeError, ValueError, KeyError) as e:
-        raise NVlabsPickleError(f"{path}: cannot build a StyleGAN2 generator from {which!r}'s kwargs "
+        raise NVlabsPickleError(f"{path}: cannot build a {name} generator from {which!r}'s kwargs "
                                 f"{config}: {e}") from None
     try:
         module.load_state_dict(state_dict_of(record), strict=True)
     except RuntimeError as e:
-        raise NVlabsPickleError(f"{path}: {which!r}'s weights do not fit StyleGAN2: {e}") from None
-    provenance = {"source": "NVlabs StyleGAN2-ADA pickle", "file": path.name, "entry": which,
+        raise NVlabsPickleError(f"{path}: {which!r}'s weights do not fit {name}: {e}") from None
+    provenance = {"source": SOURCES[architecture], "file": path.name, "entry": which,
                   "entries": sorted(map(str, data))}
     training_set = data.get("training_set_kwargs")
     if isinstance(training_set, dict):
         provenance["training_set_kwargs"] = _plain(training_set)
-    card = ModelCard(path, "stylegan2", module.config, provenance,
+    card = ModelCard(path, architecture, module.config, provenance,
                      sum(p.numel() for p in module.parameters()))
     return module.eval().requires_grad_(False), card
 
