@@ -1,27 +1,19 @@
 #version 330
 // One pass of a separable resampler: along `axis`, from the source's texel grid to this target's.
-// Lanczos (a = 3) keeps edges crisp when a 64 px GAN frame fills a projector; radius 0 is nearest.
+// The taps and weights of every output column (or row) are computed once on the host (Lanczos-3,
+// or a single tap for nearest) and read from `weights`: no trigonometry per pixel, which is what
+// makes the pass cheap on a software rasteriser.
 // The first pass also blends the two newest generated frames (when the model is slower than the
 // display), so the second pass reads a single texture.
 uniform sampler2D frame_a;
 uniform sampler2D frame_b;
-uniform float mix_b;      // weight of frame_b, 0..1
-uniform int blend;        // 1: mix frame_a and frame_b; 0: read frame_a only
-uniform ivec2 axis;       // (1, 0) horizontal, (0, 1) vertical
-uniform int radius;       // 3: Lanczos-3; 0: nearest
-uniform float dst_size;   // target length along the axis, in pixels
-uniform int flip_y;       // 1: the source rows are top-down (uploaded from host memory)
-uniform ivec2 origin;     // the viewport's corner: gl_FragCoord is in framebuffer pixels
+uniform sampler2D weights;  // [length along the axis, 2] RGBA32F: (w0, w1, w2, first tap), (w3, w4, w5, -)
+uniform float mix_b;        // weight of frame_b, 0..1
+uniform int blend;          // 1: mix frame_a and frame_b; 0: read frame_a only
+uniform ivec2 axis;         // (1, 0) horizontal, (0, 1) vertical
+uniform int flip_y;         // 1: the source rows are top-down (uploaded from host memory)
+uniform ivec2 origin;       // the viewport's corner: gl_FragCoord is in framebuffer pixels
 out vec4 color;
-
-const float PI = 3.14159265358979;
-
-float lanczos(float x, float a) {
-    if (abs(x) < 1e-5) return 1.0;
-    if (abs(x) >= a) return 0.0;
-    float px = PI * x;
-    return a * sin(px) * sin(px / a) / (px * px);
-}
 
 vec3 fetch(ivec2 p) {
     ivec2 size = textureSize(frame_a, 0);
@@ -35,20 +27,10 @@ vec3 fetch(ivec2 p) {
 void main() {
     ivec2 here = ivec2(gl_FragCoord.xy) - origin;
     int along = axis.x == 1 ? here.x : here.y;
-    float src_size = float(axis.x == 1 ? textureSize(frame_a, 0).x : textureSize(frame_a, 0).y);
-    float x = (float(along) + 0.5) * src_size / dst_size - 0.5;  // source coordinate, texel centres
-    ivec2 base = here * (ivec2(1) - axis);  // the other axis: 1:1 with the source
-    if (radius == 0) {
-        color = vec4(fetch(base + axis * int(floor(x + 0.5))), 1.0);
-        return;
-    }
-    int i0 = int(floor(x));
-    vec3 sum = vec3(0.0);
-    float wsum = 0.0;
-    for (int i = i0 - radius + 1; i <= i0 + radius; i++) {
-        float w = lanczos(x - float(i), float(radius));
-        sum += w * fetch(base + axis * i);
-        wsum += w;
-    }
-    color = vec4(clamp(sum / wsum, 0.0, 1.0), 1.0);
+    vec4 w012 = texelFetch(weights, ivec2(along, 0), 0);
+    vec4 w345 = texelFetch(weights, ivec2(along, 1), 0);
+    ivec2 p = here * (ivec2(1) - axis) + axis * int(w012.w);  // first tap; the other axis is 1:1
+    vec3 sum = w012.x * fetch(p) + w012.y * fetch(p + axis) + w012.z * fetch(p + 2 * axis)
+             + w345.x * fetch(p + 3 * axis) + w345.y * fetch(p + 4 * axis) + w345.z * fetch(p + 5 * axis);
+    color = vec4(clamp(sum, 0.0, 1.0), 1.0);
 }
