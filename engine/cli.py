@@ -92,8 +92,18 @@ def cmd_models(args) -> None:
         return
     if not args.path:
         raise UsageError(f"models {args.action} needs a model file: masquerade models {args.action} PATH")
-    if args.action == "info":
-        print(checkpoint.read_card(args.path).describe())
+    if args.action == "info":  # any supported format, read through the converters, nothing written
+        from engine.generators import importers
+
+        print(importers.describe(importers.load(args.path)))
+    elif args.action == "import":
+        from engine.generators import importers
+
+        if not args.output:
+            raise UsageError("models import needs an output file: masquerade models import IN -o OUT.safetensors")
+        loaded = importers.import_model(args.path, args.output)
+        res, card = loaded.module.resolution, loaded.card
+        print(f"wrote {args.output}  {card.architecture}  {res}x{res}  from {card.provenance['source_format']}")
     else:  # sheet
         from engine.contact_sheet import contact_sheet
 
@@ -157,11 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ren.set_defaults(func=cmd_render)
 
-    mod = sub.add_parser("models", help="describe model files")
-    mod.add_argument("action", choices=["list", "info", "sheet"],
-                     help="list: the shipped models; info PATH: what a file holds; sheet PATH: a contact sheet PNG")
+    mod = sub.add_parser("models", help="describe and import model files")
+    mod.add_argument("action", choices=["list", "info", "sheet", "import"],
+                     help="list: the shipped models; info PATH: what a file holds (ours, or an NVlabs .pkl, "
+                          "rosinality .pt, DCGAN .pth); sheet PATH: a contact sheet PNG; "
+                          "import PATH -o OUT.safetensors: convert a foreign file into a Masquerade model file")
     mod.add_argument("path", nargs="?", type=Path)
-    mod.add_argument("-o", "--output", type=Path, help="sheet: where to write the PNG")
+    mod.add_argument("-o", "--output", type=Path, help="sheet: where to write the PNG; import: the .safetensors")
     mod.add_argument("--seed", type=int, default=0, help="sheet: which latents")
     mod.set_defaults(func=cmd_models)
 

@@ -18,6 +18,9 @@ TINY = {  # the smallest config of each architecture that still exercises every 
                   "mapping_kwargs": {"num_layers": 2}, "synthesis_kwargs": {"channel_base": 64, "channel_max": 16}},
     "stylegan3": {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 16, "img_channels": 3,
                   "channel_base": 64, "channel_max": 8, "num_layers": 3},
+    "tconv-stack": {"z_dim": 8, "layers": [{"in": 8, "out": 4, "kernel": 4, "bias": False, "norm": "batch"},
+                                           {"in": 4, "out": 1, "kernel": 4, "stride": 2, "padding": 1,
+                                            "activation": "tanh"}]},
 }
 DISCRIMINATORS = {"dcgan-discriminator"}
 

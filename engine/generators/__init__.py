@@ -13,6 +13,7 @@ ARCHITECTURES: dict[str, str] = {
     "dcgan": "engine.generators.dcgan:Generator",
     "dcgan-discriminator": "engine.generators.dcgan:Discriminator",
     "stylegan2": "engine.generators.stylegan2:Generator",
+    "tconv-stack": "engine.generators.tconv_stack:Generator",
     "stylegan3": "engine.generators.stylegan3:Generator",
 }
 
