@@ -11,9 +11,10 @@ import torch
 from engine import filters, walks
 from engine.errors import MasqueradeError
 from engine.frame import Frame, Tick, check_image, to_uint8_hwc
-from engine.generators import checkpoint
+from engine.generators import importers
 from engine.show import FilterStage, Show, ShowError
 from engine.stats import StageTimes
+from engine.style import Styler
 
 
 class DeviceError(MasqueradeError):
@@ -34,7 +35,12 @@ class Pipeline:
     def __init__(self, show: Show, device: str = "auto"):
         self.show = show
         self.device = resolve_device(device)
-        self.generator, self.card = checkpoint.load(show.model_path, self.device)
+        if not show.model_path.is_file():
+            raise ShowError(f"{show.source or '<show>'}: model.path: {show.model_path}: no such model file")
+        loaded = importers.load(show.model_path)  # ours, or any foreign format; never runs code from it
+        self.generator, self.card = loaded.module.to(self.device).eval().requires_grad_(False), loaded.card
+        where = str(show.source or "<show>")
+        self.styler = Styler(self.generator, show.style, show.walk.truncation, where).to(self.device)
         w = show.walk
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, keyframes=w.keyframes,
                                  seconds_per_keyframe=w.seconds_per_keyframe, speed=w.speed, easing=w.easing)
@@ -69,7 +75,7 @@ class Pipeline:
         with self.times.time("walk"):
             z = self.walk.step(tick).to(self.device)  # [1, z_dim]
         with self.times.time("generate"):
-            image = self.generator(z, truncation_psi=self.show.walk.truncation)  # [1, 3, R, R] in [0, 1]
+            image = self.styler(z)  # [1, 3, R, R] in [0, 1]
             check_image(image)
         for stage, f in zip(self.show.filters, self.filters):
             with self.times.time(stage.kind):

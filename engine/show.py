@@ -24,6 +24,8 @@ class ShowError(MasqueradeError, ValueError):
 
 @dataclass
 class ModelSection:
+    # a Masquerade .safetensors, or a foreign checkpoint read as `masquerade models import` reads it
+    # (NVlabs StyleGAN2-ADA/StyleGAN3 .pkl, rosinality .pt, DCGAN .pth)
     path: str = "assets/models/emoji64.safetensors"
 
 
@@ -67,6 +69,25 @@ class OutputSection:
 
 
 @dataclass
+class StyleSection:
+    """Controls of StyleGAN-family models (see engine/style.py); DCGAN models refuse all but the defaults."""
+    class_label: int = -1  # conditional models: which class (0..classes-1); -1: the model is unconditional
+    truncation_cutoff: int = 0  # truncate only the first N style layers (0: all)
+    mix_seed: int = -1  # style mixing: take some layers' styles from the latent of this seed (-1: off)
+    mix_layers: str = "fine"  # which layers the mix replaces: "coarse", "middle" or "fine"
+    noise_mode: str = "const"  # StyleGAN2 noise inputs: "const" (the model's fixed noise) or "none"
+
+    def validate(self, where: str) -> None:
+        if self.mix_layers not in ("coarse", "middle", "fine"):
+            raise ShowError(f"{where}: style.mix_layers must be \"coarse\", \"middle\" or \"fine\", "
+                            f"got {self.mix_layers!r}")
+        if self.noise_mode not in ("const", "none"):
+            raise ShowError(f"{where}: style.noise_mode must be \"const\" or \"none\" (random noise would make "
+                            f"frames differ from run to run), got {self.noise_mode!r}")
+        _positive(where, "style.truncation_cutoff", self.truncation_cutoff, allow_zero=True)
+
+
+@dataclass
 class FilterStage:
     """One `[[filters]]` row: a filter by registry name and its constructor's arguments. The
     arguments are checked when the filter is built (each filter knows its own), with `where` in the
@@ -82,6 +103,7 @@ class Show:
     model: ModelSection = field(default_factory=ModelSection)
     walk: WalkSection = field(default_factory=WalkSection)
     output: OutputSection = field(default_factory=OutputSection)
+    style: StyleSection = field(default_factory=StyleSection)
     filters: list[FilterStage] = field(default_factory=list)  # applied in order after the generator
     source: Path | None = None  # the file it came from
 
@@ -114,10 +136,10 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    unknown = set(data) - {"name", "model", "walk", "output", "filters"}
+    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters"}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level "
-                        "(expected name, [model], [walk], [output], [[filters]])")
+                        "(expected name, [model], [walk], [style], [output], [[filters]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
@@ -125,8 +147,10 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 model=_section(ModelSection, data, "model", where),
                 walk=_section(WalkSection, data, "walk", where),
                 output=_section(OutputSection, data, "output", where),
+                style=_section(StyleSection, data, "style", where),
                 filters=_filters(data.get("filters", []), where))
     show.walk.validate(where)
+    show.style.validate(where)
     show.output.validate(where)
     return show
 

@@ -1,0 +1,66 @@
+"""Style controls between the walk and the generator: truncation, class label, style mixing, noise.
+
+A walk hands over z; how z becomes a picture depends on what the model has. StyleGAN2/3 map z to
+per-layer styles w (Karras et al. 2019, arXiv:1812.04948 §3): truncation pulls w toward `w_avg`,
+mixing takes a range of layers' styles from a second, fixed latent (coarse layers: pose and shape;
+middle: features; fine: colour and texture), a class label conditions the mapping. DCGAN-family models
+have only z, so only truncation applies; asking them for more is an error at load time, naming the key.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine.show import ShowError, StyleSection
+
+LAYER_GROUPS = ("coarse", "middle", "fine")
+
+
+class Styler:
+    def __init__(self, generator, style: StyleSection, truncation: float, where: str):
+        self.g, self.style, self.psi = generator, style, truncation
+        has_w = hasattr(generator, "mapping") and hasattr(generator, "render")
+        c_dim = getattr(generator, "c_dim", 0)
+        kind = type(generator).__module__.rsplit(".", 1)[-1]
+        if not has_w:
+            for key, off in (("class_label", -1), ("mix_seed", -1), ("truncation_cutoff", 0)):
+                if getattr(style, key) != off:
+                    raise ShowError(f"{where}: style.{key}: this model ({kind}) has no style layers; "
+                                    "it takes z and truncation only")
+        if c_dim and style.class_label < 0:
+            raise ShowError(f"{where}: style.class_label: the model is conditional on {c_dim} classes; "
+                            f"set class_label = 0..{c_dim - 1}")
+        if style.class_label >= 0 and not c_dim and has_w:
+            raise ShowError(f"{where}: style.class_label: the model is not conditional")
+        if c_dim and style.class_label >= c_dim:
+            raise ShowError(f"{where}: style.class_label must be 0..{c_dim - 1}, got {style.class_label}")
+        self.c = None
+        if c_dim:
+            self.c = torch.zeros(1, c_dim)
+            self.c[0, style.class_label] = 1
+        self.mix = None
+        if style.mix_seed >= 0:
+            z2 = torch.randn(1, generator.z_dim, generator=torch.Generator().manual_seed(style.mix_seed))
+            self.mix = z2  # mapped on the device at the first frame
+            n = generator.num_ws
+            group = LAYER_GROUPS.index(style.mix_layers)
+            self.mix_range = (group * n // 3, (group + 1) * n // 3 if group < 2 else n)
+
+    def to(self, device) -> Styler:
+        if self.c is not None:
+            self.c = self.c.to(device)
+        if self.mix is not None:
+            self.mix = self.mix.to(device)
+        return self
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """z [1, z_dim] -> image [1, 3, R, R] in [0, 1]."""
+        if not hasattr(self.g, "mapping"):
+            return self.g(z, truncation_psi=self.psi)
+        cutoff = self.style.truncation_cutoff or None
+        ws = self.g.mapping(z, self.c, truncation_psi=self.psi, truncation_cutoff=cutoff)  # [1, num_ws, w_dim]
+        if self.mix is not None:
+            lo, hi = self.mix_range
+            ws2 = self.g.mapping(self.mix, self.c, truncation_psi=self.psi, truncation_cutoff=cutoff)
+            ws = torch.cat([ws[:, :lo], ws2[:, lo:hi], ws[:, hi:]], dim=1)
+        return self.g.render(ws, noise_mode=self.style.noise_mode)
