@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 
 import moderngl
@@ -29,7 +30,7 @@ class DisplayError(MasqueradeError):
 
 class Window:
     def __init__(self, size: tuple[int, int], fullscreen: bool = False, display: int = 0,
-                 title: str = "Masquerade"):
+                 title: str = "Masquerade", max_fps: float = 60.0):
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         import pygame
 
@@ -50,6 +51,7 @@ class Window:
             raise DisplayError(f"--display {display}: this machine has {count} display(s), numbered 0..{count - 1}")
         self.display, self.windowed_size, self.title = display, size, title
         self.fullscreen = fullscreen
+        self.max_fps, self._last_flip = max_fps, 0.0
         self.font = pygame.font.Font(None, 28)
         self._open()
 
@@ -101,6 +103,13 @@ class Window:
         if overlay_text:
             self._draw_overlay(overlay_text)
         self.pg.display.flip()
+        # With vsync the flip waits for the display; without it (some drivers, Xvfb) the loop would
+        # spin and starve the model's thread, so cap it at the display rate we aim for.
+        now = time.monotonic()
+        wait = self._last_flip + 1 / self.max_fps - now
+        if wait > 0:
+            time.sleep(wait)
+        self._last_flip = max(now, self._last_flip + 1 / self.max_fps)
 
     def _draw_overlay(self, text: str) -> None:
         surface = self.font.render(text, True, (255, 255, 255), (0, 0, 0))
