@@ -42,8 +42,7 @@ class Pipeline:
         where = str(show.source or "<show>")
         self.styler = Styler(self.generator, show.style, show.walk.truncation, where).to(self.device)
         w = show.walk
-        self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, keyframes=w.keyframes,
-                                 seconds_per_keyframe=w.seconds_per_keyframe, speed=w.speed, easing=w.easing)
+        self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, **w.options)
         self.filters = [self._build_filter(stage) for stage in show.filters]
         self.times = StageTimes()
 

@@ -8,6 +8,7 @@ paths that start with `assets/`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -31,21 +32,28 @@ class ModelSection:
 
 @dataclass
 class WalkSection:
+    """`kind`, `seed` and `truncation` are common to every walk; the other keys of `[walk]` are the
+    options of that kind (`engine/walks/<kind>.py`), checked by building the walk once at load time."""
     kind: str = "keyframes"
     seed: int = 0
-    keyframes: int = 8  # how many seeded latents the loop visits
-    seconds_per_keyframe: float = 4.0
-    speed: float = 1.0  # multiplies the pace of the walk
     truncation: float = 1.0  # psi: 1 samples the full distribution, 0 gives the model's average image
-    easing: str = "smooth"  # "smooth" lingers on each keyframe, "linear" glides at constant pace
+    options: dict = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
-        _positive(where, "walk.keyframes", self.keyframes, minimum=2)
-        _positive(where, "walk.seconds_per_keyframe", self.seconds_per_keyframe)
-        _positive(where, "walk.speed", self.speed, allow_zero=True)
+        from engine import walks
+
         _positive(where, "walk.truncation", self.truncation, allow_zero=True)
-        if self.easing not in ("smooth", "linear"):
-            raise ShowError(f"{where}: [walk] easing must be \"smooth\" or \"linear\", got {self.easing!r}")
+        if self.kind not in walks.names():
+            raise ShowError(f"{where}: walk.kind must be one of {', '.join(walks.names())}, got {self.kind!r}")
+        accepted = set(inspect.signature(walks.registry.get(self.kind)).parameters) - {"z_dim", "seed"}
+        unknown = sorted(set(self.options) - accepted)
+        if unknown:
+            raise ShowError(f"{where}: unknown key walk.{unknown[0]} for kind {self.kind!r} "
+                            f"(its options: {', '.join(sorted(accepted))}; all walks: kind, seed, truncation)")
+        try:
+            walks.create(self.kind, z_dim=2, seed=self.seed, **self.options)
+        except (TypeError, ValueError) as e:
+            raise ShowError(f"{where}: [walk] kind {self.kind!r}: {e}") from None
 
 
 @dataclass
@@ -145,7 +153,7 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
     show = Show(name=name, source=source,
                 model=_section(ModelSection, data, "model", where),
-                walk=_section(WalkSection, data, "walk", where),
+                walk=_walk(data.get("walk", {}), where),
                 output=_section(OutputSection, data, "output", where),
                 style=_section(StyleSection, data, "style", where),
                 filters=_filters(data.get("filters", []), where))
@@ -153,6 +161,15 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     show.style.validate(where)
     show.output.validate(where)
     return show
+
+
+def _walk(raw, where: str) -> WalkSection:
+    if not isinstance(raw, dict):
+        raise ShowError(f"{where}: [walk] must be a table, got {type(raw).__name__}")
+    common = {k: raw[k] for k in ("kind", "seed", "truncation") if k in raw}
+    walk = _section(WalkSection, {"walk": common}, "walk", where)
+    walk.options = {k: v for k, v in raw.items() if k not in common}
+    return walk
 
 
 def _filters(rows, where: str) -> list[FilterStage]:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine import show as shows
 from engine.show import ShowError, parse_size
@@ -23,9 +24,12 @@ def write(tmp_path, text) -> Path:
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("[walk]\nspeeed = 2\n", "walk.speeed"),
-    ("[walk]\nspeed = 'fast'\n", "walk.speed must be a number"),
-    ("[walk]\nkeyframes = 1\n", "walk.keyframes must be at least 2"),
+    ("[walk]\nspeeed = 2\n", "unknown key walk.speeed for kind 'keyframes'"),
+    ("[walk]\nspeed = 'fast'\n", "option speed must be a finite number"),
+    ("[walk]\nkeyframes = 1\n", "option keyframes must be >= 2"),
+    ("[walk]\nkind = 'spiral'\n", "walk.kind must be one of"),
+    ("[walk]\nkind = 'drift'\nkeyframes = 3\n", "unknown key walk.keyframes for kind 'drift'"),
+    ("[walk]\ntruncation = -1\n", "walk.truncation"),
     ("[output]\nsize = [0, 720]\n", "[output] size"),
     ("[output]\nfit = 'stretch'\n", "fit must be"),
     ("[output]\nbackground = [2, 0, 0]\n", "background"),
@@ -65,3 +69,14 @@ def test_bad_sizes_are_refused(text):
 def test_good_size():
     assert parse_size("1920x1080") == (1920, 1080)
     assert parse_size("640X360") == (640, 360)
+
+
+@pytest.mark.parametrize("kind", __import__("engine.walks", fromlist=["names"]).names())
+def test_every_walk_kind_plays_in_a_show(tmp_path, kind):
+    from engine.frame import Tick
+    from engine.pipeline import Pipeline
+
+    path = write(tmp_path, f'[walk]\nkind = "{kind}"\nseed = 3\n')
+    pipeline = Pipeline(shows.load(path), "cpu")
+    a, b = pipeline.generate(Tick(0, 0.0)).image, pipeline.generate(Tick(1, 7.3)).image
+    assert a.shape == (1, 3, 64, 64) and not torch.equal(a, b)

@@ -10,6 +10,9 @@ from engine.registry import Registry
 
 WALKS: dict[str, str] = {
     "keyframes": "engine.walks.keyframes:KeyframeLoop",
+    "noise_loop": "engine.walks.noise_loop:NoiseLoop",
+    "drift": "engine.walks.drift:Drift",
+    "beats": "engine.walks.beats:BeatKeyframes",
 }
 
 

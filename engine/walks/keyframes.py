@@ -13,6 +13,9 @@ import math
 import torch
 
 from engine.frame import Tick
+from engine.walks import _check
+
+NAME = "keyframes"
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, u: float) -> torch.Tensor:
@@ -30,6 +33,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, u: float) -> torch.Tensor:
 class KeyframeLoop:
     def __init__(self, z_dim: int, seed: int = 0, keyframes: int = 8, seconds_per_keyframe: float = 4.0,
                  speed: float = 1.0, easing: str = "smooth"):
+        _check.integer(NAME, "keyframes", keyframes, minimum=2)
+        _check.number(NAME, "seconds_per_keyframe", seconds_per_keyframe, above=0)
+        _check.number(NAME, "speed", speed, minimum=0)
+        if easing not in ("smooth", "linear"):
+            raise ValueError(f"{NAME}: option easing must be \"smooth\" or \"linear\", got {easing!r}")
         self.z_dim = z_dim
         self.seconds_per_keyframe = seconds_per_keyframe
         self.speed = speed
