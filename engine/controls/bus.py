@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 from engine.errors import MasqueradeError
 
-SCHEMES = ("osc", "midi", "camera", "audio", "tempo", "web", "key")  # only "osc" has an input so far
+SCHEMES = ("osc", "midi", "camera", "audio", "tempo", "web", "key")  # "web" and "key" have no input yet
 CURVES = ("linear", "exp")
 OSC_FORBIDDEN = set(" #*,?[]{}")  # OSC 1.0: characters an address may not contain
 
