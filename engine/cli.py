@@ -62,7 +62,8 @@ def cmd_run(args) -> None:
     if (args.frames is not None or args.out) and not headless:
         raise UsageError("--frames and --out belong to --headless runs; use `masquerade render` for files")
     opts = LiveOptions(device=args.device, size=args.size, fullscreen=args.fullscreen, display=args.display,
-                       stats=args.stats, headless=headless, frames=args.frames, out=args.out)
+                       stats=args.stats, headless=headless, frames=args.frames, out=args.out,
+                       osc_port=args.osc_port, record=args.record)
     result = run_live(show, opts)
     log.info("showed %d frames in %.1f s", result.frames, result.seconds)
     if headless and not args.out:
@@ -75,7 +76,7 @@ def cmd_render(args) -> None:
 
     show = shows.load(args.show)
     render(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps, device=args.device,
-           progress=not args.quiet)
+           progress=not args.quiet, replay=args.replay)
 
 
 def cmd_models(args) -> None:
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="render offscreen (EGL), no window")
     run.add_argument("--frames", type=_positive_int, help="headless: stop after N frames (default 10 s)")
     run.add_argument("--out", type=Path, help="headless: write frames to a folder of PNGs (or .mp4)")
+    run.add_argument("--osc-port", type=int, help="UDP port for OSC (default: the show's [osc] port, 9000; "
+                                                   "0: any free port)")
+    run.add_argument("--record", type=Path, help="save every control event with its show time (JSON lines)")
     run.set_defaults(func=cmd_run)
 
     ren = sub.add_parser("render", help="render a show to a video file or PNG folder, frame-exact")
@@ -165,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--size", type=_size, help="WIDTHxHEIGHT (default: the show's)")
     ren.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ren.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ren.add_argument("--replay", type=Path, help="a set recorded with `run --record`: re-render that performance")
     ren.set_defaults(func=cmd_render)
 
     mod = sub.add_parser("models", help="describe and import model files")

@@ -15,8 +15,11 @@ from pathlib import Path
 from engine import sinks
 from engine.clock import FixedStep, Realtime
 from engine.compositor import Compositor, headless_context
+from engine.controls.record import Recording
+from engine.controls.state import ControlState
+from engine.errors import MasqueradeError
 from engine.frame import Tick
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, make_bus
 from engine.producer import Producer, blend_weight
 from engine.show import Show
 
@@ -34,6 +37,8 @@ class LiveOptions:
     frames: int | None = None  # stop after this many frames (headless default: 10 s of show)
     out: Path | None = None  # headless: write frames here (a folder of PNGs, or a video file)
     stills: Path = Path("stills")
+    osc_port: int | None = None  # None: the show's [osc] port; 0: any free port
+    record: Path | None = None  # save every control event with its show time here (JSON lines)
 
 
 def make_compositor(ctx, show: Show, size, pipeline: Pipeline) -> Compositor:
@@ -51,7 +56,8 @@ class LiveRun:
 
 def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     """Play a show until quit (window) or for `opts.frames` frames (headless)."""
-    pipeline = Pipeline(show, opts.device)
+    controls = ControlState(make_bus(show), record=opts.record is not None)
+    pipeline = Pipeline(show, opts.device, controls)
     size = opts.size or show.output.size
     if opts.headless:  # lockstep: every tick waits for its own frame, so output is frame-exact
         surface, clock = Offscreen(size), FixedStep(show.output.fps)
@@ -62,6 +68,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         surface = Window(size, opts.fullscreen, opts.display, title=f"Masquerade: {show.name}")
         clock, frames_total = Realtime(), opts.frames
     producer = Producer(pipeline)
+    receiver = start_osc(show, controls.bus, opts.osc_port, None if opts.headless else clock.time)
     sink = sinks.for_path(opts.out, show.output.fps) if opts.out else None
     compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
@@ -104,9 +111,34 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         return LiveRun(shown, time.perf_counter() - started, dict(pipeline.times.mean_ms))
     finally:
         producer.close()
+        if receiver is not None:
+            receiver.stop()
         if sink is not None:
             sink.close()
         surface.close()
+        if opts.record is not None:
+            log.info("recorded %d control events to %s", len(controls.bus.recording),
+                     controls.bus.recording.save(opts.record))
+
+
+def start_osc(show: Show, bus, port: int | None, show_time=None):
+    """The show's OSC receiver, started; None when the show turns OSC off. A port that cannot be
+    opened is logged and the show goes on without OSC: a kiosk must not go dark for it."""
+    from engine.controls.osc import Receiver, parse_address, show_time_from_unix
+
+    osc = show.osc
+    if not osc.enabled:
+        return None
+    receiver = Receiver(bus, osc.host, osc.port if port is None else port, osc.allow, osc.max_per_second,
+                        feedback=parse_address(osc.feedback) if osc.feedback else None,
+                        to_show_time=show_time_from_unix(show_time) if show_time else None)
+    try:
+        receiver.start()
+    except MasqueradeError as e:
+        log.error("OSC is off for this run: %s", e)
+        return None
+    log.info("listening for OSC on udp %s:%d (address space: docs/osc.md)", osc.host, receiver.port)
+    return receiver
 
 
 class Offscreen:
@@ -154,13 +186,15 @@ def save_still(compositor: Compositor, folder: Path, show: Show, tick: Tick) -> 
 
 
 def render(show: Show, out: Path, seconds: float, size=None, fps: float | None = None,
-           device: str = "auto", progress: bool = True) -> int:
-    """Offline, frame-exact: frame i is the show at t = i / fps, whatever the machine's speed."""
+           device: str = "auto", progress: bool = True, replay: Path | None = None) -> int:
+    """Offline, frame-exact: frame i is the show at t = i / fps, whatever the machine's speed; with
+    `replay`, a recorded set's control events are applied at their show times."""
     from tqdm import tqdm
 
     fps = fps or show.output.fps
     size = size or show.output.size
-    pipeline = Pipeline(show, device)
+    recording = Recording.load(replay) if replay else None
+    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording))
     ctx = headless_context()
     compositor = make_compositor(ctx, show, size, pipeline)
     clock = FixedStep(fps)

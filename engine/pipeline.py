@@ -9,16 +9,23 @@ from __future__ import annotations
 import torch
 
 from engine import filters, walks
+from engine.controls.bus import Bus, declare_all
+from engine.controls.state import ControlState
 from engine.errors import MasqueradeError
 from engine.frame import Frame, Tick, check_image, to_uint8_hwc
 from engine.generators import importers
-from engine.show import FilterStage, Show, ShowError
+from engine.show import FilterStage, Show, ShowError, control_params
 from engine.stats import StageTimes
 from engine.style import Styler
 
 
 class DeviceError(MasqueradeError):
     pass
+
+
+def make_bus(show: Show) -> Bus:
+    """The show's params and bindings on a fresh bus (checked when the show was loaded)."""
+    return declare_all(Bus(), control_params(show), show.bindings)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,15 +39,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Pipeline:
-    def __init__(self, show: Show, device: str = "auto"):
+    def __init__(self, show: Show, device: str = "auto", controls: ControlState | None = None):
         self.show = show
+        self.controls = controls or ControlState(make_bus(show))
         self.device = resolve_device(device)
         if not show.model_path.is_file():
             raise ShowError(f"{show.source or '<show>'}: model.path: {show.model_path}: no such model file")
         loaded = importers.load(show.model_path)  # ours, or any foreign format; never runs code from it
         self.generator, self.card = loaded.module.to(self.device).eval().requires_grad_(False), loaded.card
         where = str(show.source or "<show>")
-        self.styler = Styler(self.generator, show.style, show.walk.truncation, where).to(self.device)
+        self.styler = Styler(self.generator, show.style, where).to(self.device)
         w = show.walk
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, **w.options)
         self.filters = [self._build_filter(stage) for stage in show.filters]
@@ -71,10 +79,12 @@ class Pipeline:
 
     @torch.inference_mode()
     def generate(self, tick: Tick) -> Frame:
+        with self.times.time("control"):
+            snap, walk_time = self.controls.at(tick.t)  # one consistent snapshot for this frame
         with self.times.time("walk"):
-            z = self.walk.step(tick).to(self.device)  # [1, z_dim]
+            z = self.walk.step(Tick(tick.index, walk_time)).to(self.device)  # [1, z_dim]
         with self.times.time("generate"):
-            image = self.styler(z)  # [1, 3, R, R] in [0, 1]
+            image = self.styler(z, snap["walk.truncation"])  # [1, 3, R, R] in [0, 1]
             check_image(image)
         for stage, f in zip(self.show.filters, self.filters):
             with self.times.time(stage.kind):

@@ -96,6 +96,23 @@ class StyleSection:
 
 
 @dataclass
+class OscSection:
+    """Where the show listens for OSC (docs/osc.md); the engine never stops for a bad packet."""
+    enabled: bool = True
+    host: str = "0.0.0.0"  # the interface to listen on ("127.0.0.1": this machine only)
+    port: int = 9000
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    max_per_second: float = 500.0  # per sender; a flood beyond it is dropped and counted
+    feedback: str = ""  # "host:port" that receives every value as it changes (TouchOSC faders follow)
+    default_bindings: bool = True  # bind the /masq address space (docs/osc.md) to the params
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.port < 65536:
+            raise ShowError(f"{where}: osc.port must be 0..65535, got {self.port}")
+        _positive(where, "osc.max_per_second", self.max_per_second)
+
+
+@dataclass
 class FilterStage:
     """One `[[filters]]` row: a filter by registry name and its constructor's arguments. The
     arguments are checked when the filter is built (each filter knows its own), with `where` in the
@@ -113,6 +130,8 @@ class Show:
     output: OutputSection = field(default_factory=OutputSection)
     style: StyleSection = field(default_factory=StyleSection)
     filters: list[FilterStage] = field(default_factory=list)  # applied in order after the generator
+    osc: OscSection = field(default_factory=OscSection)
+    bindings: list = field(default_factory=list)  # [[bind]] rows as engine.controls.bus.Binding
     source: Path | None = None  # the file it came from
 
     def resolve(self, path: str) -> Path:
@@ -144,10 +163,10 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters"}
+    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters", "osc", "bind"}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level "
-                        "(expected name, [model], [walk], [style], [output], [[filters]])")
+                        "(expected name, [model], [walk], [style], [output], [[filters]], [osc], [[bind]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
@@ -156,7 +175,10 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 walk=_walk(data.get("walk", {}), where),
                 output=_section(OutputSection, data, "output", where),
                 style=_section(StyleSection, data, "style", where),
-                filters=_filters(data.get("filters", []), where))
+                filters=_filters(data.get("filters", []), where),
+                osc=_section(OscSection, data, "osc", where))
+    show.osc.validate(where)
+    show.bindings = _bindings(data.get("bind", []), where, show)
     show.walk.validate(where)
     show.style.validate(where)
     show.output.validate(where)
@@ -170,6 +192,32 @@ def _walk(raw, where: str) -> WalkSection:
     walk = _section(WalkSection, {"walk": common}, "walk", where)
     walk.options = {k: v for k, v in raw.items() if k not in common}
     return walk
+
+
+def control_params(show: Show) -> list:
+    """The params a show declares: the /masq set, starting from the show's own values."""
+    from engine.controls.addresses import default_params
+    from engine.controls.bus import with_default
+
+    starts = {"walk.truncation": show.walk.truncation}
+    return [with_default(p, starts[p.name]) if p.name in starts else p for p in default_params()]
+
+
+def _bindings(rows, where: str, show: Show) -> list:
+    from engine.controls.addresses import default_bindings
+    from engine.controls.bus import Binding, Bus, ControlError, declare_all
+
+    if not isinstance(rows, list):
+        raise ShowError(f"{where}: bind must be [[bind]] tables, one per row")
+    params = control_params(show)
+    try:
+        bindings = [Binding.from_table(row, f"{where} [[bind]] #{i}") for i, row in enumerate(rows, 1)]
+        if show.osc.default_bindings:
+            bindings = default_bindings(params, f"{where} default OSC bindings") + bindings
+        declare_all(Bus(), params, bindings)  # every row checked against the params now, not mid-show
+    except ControlError as e:
+        raise ShowError(str(e)) from None
+    return bindings
 
 
 def _filters(rows, where: str) -> list[FilterStage]:
@@ -210,6 +258,12 @@ def _coerce(value, hint, where: str):
             raise ShowError(f"{where} must be a list, got {value!r}")
         item = typing.get_args(hint)[0]
         return tuple(_coerce(v, item, where) for v in value)
+    if hint is dict or hint is list:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ShowError(f"{where} must be true or false, got {value!r}")
+        return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ShowError(f"{where} must be a number, got {value!r}")

@@ -17,8 +17,8 @@ LAYER_GROUPS = ("coarse", "middle", "fine")
 
 
 class Styler:
-    def __init__(self, generator, style: StyleSection, truncation: float, where: str):
-        self.g, self.style, self.psi = generator, style, truncation
+    def __init__(self, generator, style: StyleSection, where: str):
+        self.g, self.style = generator, style
         has_w = hasattr(generator, "mapping") and hasattr(generator, "render")
         c_dim = getattr(generator, "c_dim", 0)
         kind = type(generator).__module__.rsplit(".", 1)[-1]
@@ -53,14 +53,14 @@ class Styler:
             self.mix = self.mix.to(device)
         return self
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """z [1, z_dim] -> image [1, 3, R, R] in [0, 1]."""
+    def __call__(self, z: torch.Tensor, psi: float) -> torch.Tensor:
+        """z [1, z_dim], truncation psi -> image [1, 3, R, R] in [0, 1]."""
         if not hasattr(self.g, "mapping"):
-            return self.g(z, truncation_psi=self.psi)
+            return self.g(z, truncation_psi=psi)
         cutoff = self.style.truncation_cutoff or None
-        ws = self.g.mapping(z, self.c, truncation_psi=self.psi, truncation_cutoff=cutoff)  # [1, num_ws, w_dim]
+        ws = self.g.mapping(z, self.c, truncation_psi=psi, truncation_cutoff=cutoff)  # [1, num_ws, w_dim]
         if self.mix is not None:
             lo, hi = self.mix_range
-            ws2 = self.g.mapping(self.mix, self.c, truncation_psi=self.psi, truncation_cutoff=cutoff)
+            ws2 = self.g.mapping(self.mix, self.c, truncation_psi=psi, truncation_cutoff=cutoff)
             ws = torch.cat([ws[:, :lo], ws2[:, lo:hi], ws[:, hi:]], dim=1)
         return self.g.render(ws, noise_mode=self.style.noise_mode)

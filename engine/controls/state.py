@@ -1,0 +1,38 @@
+"""What a frame reads from the control bus: one snapshot per generated frame, and the walk's own clock.
+
+Live speed changes must not make the picture jump, so walks are not fed show time directly: they are
+fed *walk time*, which advances by `walk.speed` × elapsed show time (trapezoid rule between frames).
+Walk time is part of the control state: the same show with the same recorded events, rendered at the
+same frame times, gives the same walk time and so the same frames (DESIGN: a frame is a pure function
+of show time and control state).
+"""
+
+from __future__ import annotations
+
+from engine.controls.bus import Bus, Snapshot
+from engine.controls.record import Recording, Replay
+
+
+class ControlState:
+    def __init__(self, bus: Bus, replay: Recording | None = None, record: bool = False):
+        self.bus = bus
+        self.replay = Replay(replay) if replay is not None else None
+        if record:
+            bus.recording = Recording()
+        self.walk_time = 0.0
+        self._last: tuple[float, float] | None = None  # (show time, speed) of the previous frame
+
+    def at(self, t: float) -> tuple[Snapshot, float]:
+        """The snapshot for the frame at show time `t` and the walk time there. Call once per frame,
+        from one thread, with non-decreasing `t` (an earlier `t` holds the walk where it is)."""
+        if self.replay is not None:
+            self.replay.feed(self.bus, t)
+        snap = self.bus.snapshot(t)
+        speed = snap["walk.speed"]
+        if self._last is None:  # the show started (or the run joined it) at t: walk time is show time so far
+            self.walk_time = t * speed
+        else:
+            t0, speed0 = self._last
+            self.walk_time += max(0.0, t - t0) * (speed0 + speed) / 2
+        self._last = (max(t, self._last[0]) if self._last else t, speed)
+        return snap, self.walk_time
