@@ -137,7 +137,6 @@ def start_osc(show: Show, bus, port: int | None, show_time=None):
     except MasqueradeError as e:
         log.error("OSC is off for this run: %s", e)
         return None
-    log.info("listening for OSC on udp %s:%d (address space: docs/osc.md)", osc.host, receiver.port)
     return receiver
 
 

@@ -237,7 +237,7 @@ class Receiver:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"osc-{self.port}", daemon=True)
         self._thread.start()
-        log.info("OSC: listening on %s:%d", self.host, self.port)
+        log.info("listening for OSC on udp %s:%d (address space: docs/osc.md)", self.host, self.port)
         return self
 
     def stop(self) -> None:
