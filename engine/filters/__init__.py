@@ -12,6 +12,7 @@ from engine.registry import Registry
 
 FILTERS: dict[str, str] = {
     "superres": "engine.filters.superres:SuperRes",
+    "deepdream": "engine.filters.deepdream:DeepDream",
     "superres-compact": "engine.filters.sr_compact:SRVGGNetCompact",
     "superres-rrdb": "engine.filters.sr_rrdb:RRDBNet",
     "superres-srgan": "engine.filters.sr_srgan:Generator",

@@ -68,10 +68,13 @@ class Discriminator(nn.Module):
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0)]
         self.main = nn.Sequential(*layers)
 
-    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """Activations after every LeakyReLU, coarse last: what DeepDream and inspection read."""
+    def features(self, image: torch.Tensor, depth: int | None = None) -> list[torch.Tensor]:
+        """Activations after the first `depth` LeakyReLUs (all by default), coarse last: what DeepDream
+        and inspection read. Any image size works as long as the layers asked for fit in it."""
         x, out = image * 2 - 1, []
         for layer in self.main:
+            if depth is not None and len(out) >= depth:
+                break
             x = layer(x)
             if isinstance(layer, nn.LeakyReLU):
                 out.append(x)
