@@ -84,6 +84,7 @@ class StyleSection:
     mix_seed: int = -1  # style mixing: take some layers' styles from the latent of this seed (-1: off)
     mix_layers: str = "fine"  # which layers the mix replaces: "coarse", "middle" or "fine"
     noise_mode: str = "const"  # StyleGAN2 noise inputs: "const" (the model's fixed noise) or "none"
+    noise_strength: float = 1.0  # multiplies the learned noise strengths: 0 smooth, > 1 grainier detail
 
     def validate(self, where: str) -> None:
         if self.mix_layers not in ("coarse", "middle", "fine"):
@@ -93,6 +94,7 @@ class StyleSection:
             raise ShowError(f"{where}: style.noise_mode must be \"const\" or \"none\" (random noise would make "
                             f"frames differ from run to run), got {self.noise_mode!r}")
         _positive(where, "style.truncation_cutoff", self.truncation_cutoff, allow_zero=True)
+        _positive(where, "style.noise_strength", self.noise_strength, allow_zero=True)
 
 
 @dataclass

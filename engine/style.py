@@ -22,6 +22,11 @@ class Styler:
         has_w = hasattr(generator, "mapping") and hasattr(generator, "render")
         c_dim = getattr(generator, "c_dim", 0)
         kind = type(generator).__module__.rsplit(".", 1)[-1]
+        noisy = [m for m in generator.modules() if hasattr(m, "noise_gain")]
+        if style.noise_strength != 1.0 and not noisy:
+            raise ShowError(f"{where}: style.noise_strength: this model ({kind}) has no noise inputs")
+        for m in noisy:
+            m.noise_gain = style.noise_strength
         if not has_w:
             for key, off in (("class_label", -1), ("mix_seed", -1), ("truncation_cutoff", 0)):
                 if getattr(style, key) != off:

@@ -83,3 +83,13 @@ def test_stylegan_show_renders_through_the_cli(tmp_path):
     r = masquerade("render", show, "-o", tmp_path / "frames", "--seconds", 0.2, "--fps", 10)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "frames").iterdir())) == 2
+
+
+def test_noise_strength_scales_the_model_noise(tmp_path):
+    none = frame(pipeline(tmp_path, UNCOND, 'noise_mode = "none"\n'))
+    zero = frame(pipeline(tmp_path, UNCOND, "noise_strength = 0.0\n"))
+    torch.testing.assert_close(zero, none)  # no noise at all
+    one, double = frame(pipeline(tmp_path, UNCOND)), frame(pipeline(tmp_path, UNCOND, "noise_strength = 2.0\n"))
+    assert (double - none).abs().mean() > (one - none).abs().mean() > 0
+    with pytest.raises(ShowError, match="style.noise_strength: this model .dcgan. has no noise inputs"):
+        pipeline(tmp_path, DEFAULT_MODEL, "noise_strength = 0.5\n")

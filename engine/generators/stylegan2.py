@@ -258,6 +258,7 @@ class SynthesisLayer(nn.Module):
         if use_noise:
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.noise_gain = 1.0  # a show's multiplier on the learned strength (not a weight: never saved)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0) -> torch.Tensor:
@@ -267,6 +268,8 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+        if noise is not None and self.noise_gain != 1.0:
+            noise = noise * self.noise_gain
         x = modulated_conv2d(x, self.weight, self.affine(w), up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter)
         if noise is not None:
