@@ -16,12 +16,14 @@ from engine import sinks
 from engine.clock import FixedStep, Realtime
 from engine.compositor import Compositor, headless_context
 from engine.controls.record import Recording
-from engine.controls.state import ControlState
+from engine.controls.state import AudioFeed, ControlState
 from engine.errors import MasqueradeError
 from engine.frame import Tick
 from engine.pipeline import Pipeline, make_bus
 from engine.producer import Producer, blend_weight
 from engine.show import Show
+from engine.sinks.video import Writer as VideoWriter
+from engine.sinks.video import mux_audio
 
 log = logging.getLogger("masquerade")
 
@@ -56,7 +58,7 @@ class LiveRun:
 
 def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     """Play a show until quit (window) or for `opts.frames` frames (headless)."""
-    controls = ControlState(make_bus(show), record=opts.record is not None)
+    controls = ControlState(make_bus(show), record=opts.record is not None, feeds=audio_feeds(show))
     pipeline = Pipeline(show, opts.device, controls)
     size = opts.size or show.output.size
     if opts.headless:  # lockstep: every tick waits for its own frame, so output is frame-exact
@@ -69,6 +71,12 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         clock, frames_total = Realtime(), opts.frames
     producer = Producer(pipeline)
     receiver = start_osc(show, controls.bus, opts.osc_port, None if opts.headless else clock.time)
+    microphone = None
+    if show.audio.enabled and not show.audio.is_file(show):  # live input: never raises, reports loss
+        from engine.controls.audio import AudioSource
+
+        microphone = AudioSource(controls.bus, None if show.audio.source == "default" else show.audio.source)
+        microphone.start()
     sink = sinks.for_path(opts.out, show.output.fps) if opts.out else None
     compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
@@ -113,12 +121,20 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         producer.close()
         if receiver is not None:
             receiver.stop()
+        if microphone is not None:
+            microphone.stop()
         if sink is not None:
             sink.close()
         surface.close()
         if opts.record is not None:
             log.info("recorded %d control events to %s", len(controls.bus.recording),
                      controls.bus.recording.save(opts.record))
+
+
+def audio_feeds(show: Show) -> list:
+    """An audio file drives the show as a pure function of show time, live and offline alike (a
+    microphone is a live AudioSource instead, started by run_live)."""
+    return [AudioFeed(show.resolve(show.audio.source))] if show.audio.is_file(show) else []
 
 
 def start_osc(show: Show, bus, port: int | None, show_time=None):
@@ -193,7 +209,7 @@ def render(show: Show, out: Path, seconds: float, size=None, fps: float | None =
     fps = fps or show.output.fps
     size = size or show.output.size
     recording = Recording.load(replay) if replay else None
-    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording))
+    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=audio_feeds(show)))
     ctx = headless_context()
     compositor = make_compositor(ctx, show, size, pipeline)
     clock = FixedStep(fps)
@@ -210,5 +226,7 @@ def render(show: Show, out: Path, seconds: float, size=None, fps: float | None =
     finally:
         sink.close()
         ctx.release()
+    if show.audio.is_file(show) and isinstance(sink, VideoWriter):
+        mux_audio(out, show.resolve(show.audio.source))
     log.info("rendered %d frames to %s  (%s)", total, out, pipeline.times.summary())
     return total

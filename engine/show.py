@@ -115,6 +115,22 @@ class OscSection:
 
 
 @dataclass
+class AudioSection:
+    """Music that drives the show (`audio:level`, `audio:onset`, `audio:low|mid|high`, `audio:tempo`,
+    `audio:beat`; docs/inputs.md). A file drives renders and headless runs frame-exact and is muxed into
+    rendered videos; "default" is the live microphone."""
+    source: str = ""  # "": no audio; a file path; "default" (or a device name) for live input
+    loop: bool = False  # live playback of a file starts again at its end
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.source)
+
+    def is_file(self, show: Show) -> bool:
+        return self.enabled and self.source != "default" and show.resolve(self.source).suffix != ""
+
+
+@dataclass
 class FilterStage:
     """One `[[filters]]` row: a filter by registry name and its constructor's arguments. The
     arguments are checked when the filter is built (each filter knows its own), with `where` in the
@@ -133,6 +149,7 @@ class Show:
     style: StyleSection = field(default_factory=StyleSection)
     filters: list[FilterStage] = field(default_factory=list)  # applied in order after the generator
     osc: OscSection = field(default_factory=OscSection)
+    audio: AudioSection = field(default_factory=AudioSection)
     bindings: list = field(default_factory=list)  # [[bind]] rows as engine.controls.bus.Binding
     source: Path | None = None  # the file it came from
 
@@ -165,10 +182,10 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters", "osc", "bind"}
+    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters", "osc", "audio", "bind"}
     if unknown:
-        raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level "
-                        "(expected name, [model], [walk], [style], [output], [[filters]], [osc], [[bind]])")
+        raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level (expected name, [model], "
+                        "[walk], [style], [output], [[filters]], [osc], [audio], [[bind]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
@@ -178,7 +195,10 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 output=_section(OutputSection, data, "output", where),
                 style=_section(StyleSection, data, "style", where),
                 filters=_filters(data.get("filters", []), where),
-                osc=_section(OscSection, data, "osc", where))
+                osc=_section(OscSection, data, "osc", where),
+                audio=_section(AudioSection, data, "audio", where))
+    if show.audio.is_file(show) and not show.resolve(show.audio.source).is_file():
+        raise ShowError(f"{where}: audio.source: {show.resolve(show.audio.source)}: no such audio file")
     show.osc.validate(where)
     show.bindings = _bindings(data.get("bind", []), where, show)
     show.walk.validate(where)

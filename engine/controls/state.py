@@ -13,9 +13,26 @@ from engine.controls.bus import Bus, Snapshot
 from engine.controls.record import Recording, Replay
 
 
+class AudioFeed:
+    """An audio file as a control source that is a pure function of show time: the features of the
+    frame at `t`, triggers counted since the previous frame, posted at `t` (renders, headless runs)."""
+
+    def __init__(self, path):
+        from engine.controls.audio import AudioAnalysis
+
+        self.analysis = AudioAnalysis.from_file(path)
+        self._previous: float | None = None
+
+    def __call__(self, bus: Bus, t: float) -> None:
+        for source, value in self.analysis.features_at(t, self._previous).items():
+            bus.post(source, value, at=t)
+        self._previous = t
+
+
 class ControlState:
-    def __init__(self, bus: Bus, replay: Recording | None = None, record: bool = False):
+    def __init__(self, bus: Bus, replay: Recording | None = None, record: bool = False, feeds=()):
         self.bus = bus
+        self.feeds = list(feeds)  # callables (bus, t) that post show-time sources before each snapshot
         self.replay = Replay(replay) if replay is not None else None
         if record:
             bus.recording = Recording()
@@ -27,6 +44,8 @@ class ControlState:
         from one thread, with non-decreasing `t` (an earlier `t` holds the walk where it is)."""
         if self.replay is not None:
             self.replay.feed(self.bus, t)
+        for feed in self.feeds:
+            feed(self.bus, t)
         snap = self.bus.snapshot(t)
         speed = snap["walk.speed"]
         if self._last is None:  # the show started (or the run joined it) at t: walk time is show time so far

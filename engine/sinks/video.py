@@ -53,3 +53,29 @@ def read_frames(path: str | Path) -> list[np.ndarray]:
     """Every frame of a video as HxWx3 uint8 (for tests and tools)."""
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def mux_audio(video: str | Path, audio: str | Path) -> None:
+    """Add `audio` (any file FFmpeg reads) to `video` as AAC, cut to the video's length: the soundtrack
+    of a render driven by that audio, so a music video comes out of one command."""
+    video = Path(video)
+    tmp = video.with_name(f".{video.stem}.muxing{video.suffix}")
+    with av.open(str(video)) as vin, av.open(str(audio)) as ain, av.open(str(tmp), "w") as out:
+        v_in, a_in = vin.streams.video[0], ain.streams.audio[0]
+        v_out = out.add_stream_from_template(v_in)
+        rate = a_in.rate or 48000
+        a_out = out.add_stream("aac", rate=rate)
+        a_out.layout = "stereo"
+        seconds = v_in.frames / float(v_in.average_rate)
+        for packet in vin.demux(v_in):
+            if packet.dts is not None:
+                packet.stream = v_out
+                out.mux(packet)
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+        for frame in ain.decode(a_in):
+            if frame.time is not None and frame.time >= seconds:
+                break
+            for resampled in resampler.resample(frame):
+                out.mux(a_out.encode(resampled))
+        out.mux(a_out.encode(None))
+    tmp.replace(video)
