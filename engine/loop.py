@@ -71,12 +71,17 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         clock, frames_total = Realtime(), opts.frames
     producer = Producer(pipeline)
     receiver = start_osc(show, controls.bus, opts.osc_port, None if opts.headless else clock.time)
-    microphone = None
-    if show.audio.enabled and not show.audio.is_file(show):  # live input: never raises, reports loss
+    devices = []  # live inputs: each runs in its own thread, never raises, reports loss and reconnects
+    if show.audio.enabled and not show.audio.is_file(show):
         from engine.controls.audio import AudioSource
 
-        microphone = AudioSource(controls.bus, None if show.audio.source == "default" else show.audio.source)
-        microphone.start()
+        devices.append(AudioSource(controls.bus, None if show.audio.source == "default" else show.audio.source))
+    if show.camera.enabled:
+        from engine.controls.camera import Camera
+
+        devices.append(Camera(controls.bus, show.camera.device(show), loop=show.camera.loop))
+    for device in devices:
+        device.start()
     sink = sinks.for_path(opts.out, show.output.fps) if opts.out else None
     compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
@@ -121,8 +126,8 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         producer.close()
         if receiver is not None:
             receiver.stop()
-        if microphone is not None:
-            microphone.stop()
+        for device in devices:
+            device.stop()
         if sink is not None:
             sink.close()
         surface.close()

@@ -131,6 +131,25 @@ class AudioSection:
 
 
 @dataclass
+class CameraSection:
+    """A camera watching the visitors (`camera:motion`, `camera:flow_x|y`, `camera:presence`,
+    `camera:faces`, `camera:face_x|y`, `camera:hue|saturation|value`; docs/inputs.md). Lost or
+    unplugged, its features ease to rest and it is reopened with back-off: the show goes on."""
+    source: str = ""  # "": no camera; "0", "1", ...: a device index; a video file; a stream URL
+    loop: bool = True  # a video file starts again at its end (a stand-in camera for a kiosk test)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.source)
+
+    def device(self, show: Show):
+        """What OpenCV opens: an int for a device index, else a path (resolved) or a URL."""
+        if self.source.isdigit():
+            return int(self.source)
+        return self.source if "://" in self.source else str(show.resolve(self.source))
+
+
+@dataclass
 class FilterStage:
     """One `[[filters]]` row: a filter by registry name and its constructor's arguments. The
     arguments are checked when the filter is built (each filter knows its own), with `where` in the
@@ -150,6 +169,7 @@ class Show:
     filters: list[FilterStage] = field(default_factory=list)  # applied in order after the generator
     osc: OscSection = field(default_factory=OscSection)
     audio: AudioSection = field(default_factory=AudioSection)
+    camera: CameraSection = field(default_factory=CameraSection)
     bindings: list = field(default_factory=list)  # [[bind]] rows as engine.controls.bus.Binding
     source: Path | None = None  # the file it came from
 
@@ -182,10 +202,10 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters", "osc", "audio", "bind"}
+    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters", "osc", "audio", "camera", "bind"}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level (expected name, [model], "
-                        "[walk], [style], [output], [[filters]], [osc], [audio], [[bind]])")
+                        "[walk], [style], [output], [[filters]], [osc], [audio], [camera], [[bind]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
@@ -196,7 +216,8 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 style=_section(StyleSection, data, "style", where),
                 filters=_filters(data.get("filters", []), where),
                 osc=_section(OscSection, data, "osc", where),
-                audio=_section(AudioSection, data, "audio", where))
+                audio=_section(AudioSection, data, "audio", where),
+                camera=_section(CameraSection, data, "camera", where))
     if show.audio.is_file(show) and not show.resolve(show.audio.source).is_file():
         raise ShowError(f"{where}: audio.source: {show.resolve(show.audio.source)}: no such audio file")
     show.osc.validate(where)
