@@ -17,6 +17,7 @@ from engine.generators import importers
 from engine.show import FilterStage, Show, ShowError, control_params
 from engine.stats import StageTimes
 from engine.style import Styler
+from engine.walks.keyframes import slerp
 
 
 class DeviceError(MasqueradeError):
@@ -51,6 +52,8 @@ class Pipeline:
         self.styler = Styler(self.generator, show.style, where).to(self.device)
         w = show.walk
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, **w.options)
+        # walk.energy leans the walk toward a second, never-repeating one: how far it strays from its path
+        self.wander = walks.create("drift", z_dim=self.generator.z_dim, seed=w.seed + 1)
         self.filters = [self._build_filter(stage) for stage in show.filters]
         self.times = StageTimes()
 
@@ -82,7 +85,11 @@ class Pipeline:
         with self.times.time("control"):
             snap, walk_time = self.controls.at(tick.t)  # one consistent snapshot for this frame
         with self.times.time("walk"):
-            z = self.walk.step(Tick(tick.index, walk_time)).to(self.device)  # [1, z_dim]
+            walk_tick = Tick(tick.index, walk_time)
+            z = self.walk.step(walk_tick)  # [1, z_dim]
+            if snap["walk.energy"] > 0:
+                z = slerp(z[0], self.wander.step(walk_tick)[0], 0.5 * snap["walk.energy"])[None]
+            z = z.to(self.device)
         with self.times.time("generate"):
             image = self.styler(z, snap["walk.truncation"])  # [1, 3, R, R] in [0, 1]
             check_image(image)

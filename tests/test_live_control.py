@@ -95,3 +95,23 @@ def test_port_in_use_leaves_the_show_running(tmp_path):
         r = masquerade("run", DEFAULT_SHOW, "--headless", "--frames", 3, "--size", "64x64", "--osc-port", port)
     assert r.returncode == 0, r.stderr
     assert "OSC is off for this run" in r.stderr and str(port) in r.stderr
+
+
+def test_energy_makes_the_walk_stray_and_zero_leaves_it_alone():
+    import torch
+
+    from engine import show as shows
+    from engine.frame import Tick
+    from engine.pipeline import Pipeline
+
+    show = shows.load(DEFAULT_SHOW)
+    calm, stray = Pipeline(show, "cpu"), Pipeline(show, "cpu")
+    stray.controls.bus.post("osc:/masq/walk/energy", 1.0, at=0.0)
+    plain = [calm.generate(Tick(i, i / 30)).image for i in range(0, 60, 10)]
+    wild = [stray.generate(Tick(i, i / 30)).image for i in range(0, 60, 10)]
+    assert (plain[-1] - wild[-1]).abs().mean() > 0.02  # smoothed toward 1, the picture strays
+    fresh = Pipeline(show, "cpu")  # energy 0: exactly the walk's own latent, nothing mixed in
+    tick = Tick(5, 5 / 30)
+    with torch.inference_mode():
+        direct = fresh.styler(fresh.walk.step(tick), show.walk.truncation)
+    torch.testing.assert_close(fresh.generate(tick).image, direct)
