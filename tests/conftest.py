@@ -13,6 +13,17 @@ DEFAULT_MODEL = ROOT / "assets" / "models" / "emoji64.safetensors"
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
+def until(predicate, timeout=10.0, what="condition"):
+    """Poll until `predicate()` is truthy and return it; fail after `timeout` seconds (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.002)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def masquerade(*args, env=None, timeout=300):
     """The real command, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], cwd=ROOT, env=env,

@@ -10,19 +10,12 @@ import pytest
 from engine.controls import audio
 from engine.controls.audio import AnalyserConfig, AudioAnalysis, AudioSource, read_audio_file
 from engine.controls.bus import Binding, Bus, Param, declare_all
+from tests.conftest import until
 
 SR = 22050
 HOP = AnalyserConfig().hop / SR
 
 
-def until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def clicks(bpm=120.0, seconds=8.0, first=0.5):

@@ -11,18 +11,11 @@ import pytest
 
 from engine.controls.bus import Binding, Bus, Param, declare_all
 from engine.controls.camera import Camera, CameraAnalysis, Presence, dominant_colour
+from tests.conftest import until
 
 W, H, FPS = 160, 120, 20
 
 
-def until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def square_frames(n, step, still_after=None, colour=(255, 255, 255)):

@@ -11,16 +11,7 @@ from engine.controls import midi
 from engine.controls.bus import Binding, Bus, Param, declare_all
 from engine.controls.midi import MidiFile, MidiInput, events_of, file_events, find_port
 from engine.controls.source import DeviceLost
-
-
-def until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.conftest import until
 
 
 class Recorder:

@@ -15,19 +15,9 @@ from pythonosc.udp_client import SimpleUDPClient
 from engine.controls import addresses
 from engine.controls.bus import Binding, Bus, ControlError, declare_all
 from engine.controls.osc import Receiver, parse, parse_address
+from tests.conftest import until as _until
 
 from .conftest import ROOT
-
-
-def until(predicate, timeout=3.0, what="condition"):
-    """Poll until `predicate()` is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def settle(read, quiet=0.05, timeout=3.0):
@@ -283,3 +273,7 @@ def test_feedback_addresses_parse_and_bad_ones_are_named():
     for bad in ("192.168.1.20", ":9001", "tablet:port", "tablet:70000"):
         with pytest.raises(ControlError, match=r"\[osc\] feedback must be"):
             parse_address(bad)
+
+
+def until(predicate, timeout=3.0, what="condition"):
+    return _until(predicate, timeout, what)

@@ -77,17 +77,24 @@ def fir_filter(taps: Sequence[float]) -> torch.Tensor:
     return f / f.sum()
 
 
+def zero_insert(x: torch.Tensor, up: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, H*up, W*up] with the input on every up-th pixel and zeros between: the
+    first step of up-sampling by a FIR filter."""
+    if up == 1:
+        return x
+    b, c, h, w = x.shape
+    spread = x.new_zeros(b, c, h * up, w * up)
+    spread[:, :, ::up, ::up] = x
+    return spread
+
+
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
               pad: Sequence[int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
     """Upsample by inserting up-1 zeros after each pixel, pad (x0, x1, y0, y1; negative crops), convolve
     with the FIR filter f (a true convolution) times gain, keep every down-th pixel.
     x [B, C, H, W] -> [B, C, (H*up + y0 + y1 - fh + 1) / down, ...]."""
-    b, c, h, w = x.shape
-    if up > 1:
-        spread = x.new_zeros(b, c, h * up, w * up)
-        spread[:, :, ::up, ::up] = x
-        x = spread
-    x = F.pad(x, [pad[0], pad[1], pad[2], pad[3]])
+    c = x.shape[1]
+    x = F.pad(zero_insert(x, up), [pad[0], pad[1], pad[2], pad[3]])
     if f.ndim == 1:
         f = torch.outer(f, f)  # a separable filter applied along both axes
     kernel = (f * gain).flip([0, 1]).to(x.dtype)  # conv2d correlates; the flip makes it a convolution

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generators import stylegan2
-from engine.generators.stylegan2 import NOISE_MODES, FullyConnectedLayer, MappingNetwork, modulated_conv2d
+from engine.generators.stylegan2 import NOISE_MODES, FullyConnectedLayer, MappingNetwork, modulated_conv2d, zero_insert
 
 MAPPING_DEFAULTS = {"num_layers": 2, "lr_multiplier": 0.01, "w_avg_beta": 0.998}
 
@@ -135,12 +135,8 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 
         g = gain**0.5
         x = _fir_axis(x, f, -1, up, down, pad[0], pad[1], g)
         return _fir_axis(x, f, -2, up, down, pad[2], pad[3], g)
-    b, c, h, w = x.shape
-    if up > 1:
-        spread = x.new_zeros(b, c, h * up, w * up)
-        spread[:, :, ::up, ::up] = x
-        x = spread
-    x = F.pad(x, [pad[0], pad[1], pad[2], pad[3]])
+    c = x.shape[1]
+    x = F.pad(zero_insert(x, up), [pad[0], pad[1], pad[2], pad[3]])
     kernel = (f * gain).flip([0, 1]).to(x.dtype)
     return F.conv2d(x, kernel[None, None].expand(c, -1, -1, -1), stride=down, groups=c)
 
