@@ -16,7 +16,7 @@ from engine import sinks
 from engine.clock import FixedStep, Realtime
 from engine.compositor import Compositor, headless_context
 from engine.controls.record import Recording
-from engine.controls.state import AudioFeed, ControlState
+from engine.controls.state import AudioFeed, ControlState, MidiFileFeed
 from engine.errors import MasqueradeError
 from engine.frame import Tick
 from engine.pipeline import Pipeline, make_bus
@@ -58,7 +58,7 @@ class LiveRun:
 
 def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     """Play a show until quit (window) or for `opts.frames` frames (headless)."""
-    controls = ControlState(make_bus(show), record=opts.record is not None, feeds=audio_feeds(show))
+    controls = ControlState(make_bus(show), record=opts.record is not None, feeds=show_time_feeds(show))
     pipeline = Pipeline(show, opts.device, controls)
     size = opts.size or show.output.size
     if opts.headless:  # lockstep: every tick waits for its own frame, so output is frame-exact
@@ -80,6 +80,10 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         from engine.controls.camera import Camera
 
         devices.append(Camera(controls.bus, show.camera.device(show), loop=show.camera.loop))
+    if show.midi.port:
+        from engine.controls.midi import MidiInput
+
+        devices.append(MidiInput(controls.bus, None if show.midi.port == "any" else show.midi.port))
     for device in devices:
         device.start()
     sink = sinks.for_path(opts.out, show.output.fps) if opts.out else None
@@ -136,10 +140,15 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
                      controls.bus.recording.save(opts.record))
 
 
-def audio_feeds(show: Show) -> list:
-    """An audio file drives the show as a pure function of show time, live and offline alike (a
-    microphone is a live AudioSource instead, started by run_live)."""
-    return [AudioFeed(show.resolve(show.audio.source))] if show.audio.is_file(show) else []
+def show_time_feeds(show: Show) -> list:
+    """Files that drive the show as pure functions of show time, live and offline alike (an audio file,
+    a MIDI file); live devices (microphone, MIDI port, camera) are threads started by run_live."""
+    feeds = []
+    if show.audio.is_file(show):
+        feeds.append(AudioFeed(show.resolve(show.audio.source)))
+    if show.midi.file:
+        feeds.append(MidiFileFeed(show.resolve(show.midi.file)))
+    return feeds
 
 
 def start_osc(show: Show, bus, port: int | None, show_time=None):
@@ -214,7 +223,7 @@ def render(show: Show, out: Path, seconds: float, size=None, fps: float | None =
     fps = fps or show.output.fps
     size = size or show.output.size
     recording = Recording.load(replay) if replay else None
-    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=audio_feeds(show)))
+    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=show_time_feeds(show)))
     ctx = headless_context()
     compositor = make_compositor(ctx, show, size, pipeline)
     clock = FixedStep(fps)

@@ -150,6 +150,14 @@ class CameraSection:
 
 
 @dataclass
+class MidiSection:
+    """MIDI controllers and files as sources: `midi:cc/<channel>/<cc>` and `midi:note/<channel>/<note>`,
+    0..1 (docs/inputs.md)."""
+    port: str = ""  # "": none; a port name (or part of one); "any": the first input port
+    file: str = ""  # a .mid file played in show time from the start (frame-exact, renders too)
+
+
+@dataclass
 class FilterStage:
     """One `[[filters]]` row: a filter by registry name and its constructor's arguments. The
     arguments are checked when the filter is built (each filter knows its own), with `where` in the
@@ -170,6 +178,7 @@ class Show:
     osc: OscSection = field(default_factory=OscSection)
     audio: AudioSection = field(default_factory=AudioSection)
     camera: CameraSection = field(default_factory=CameraSection)
+    midi: MidiSection = field(default_factory=MidiSection)
     bindings: list = field(default_factory=list)  # [[bind]] rows as engine.controls.bus.Binding
     source: Path | None = None  # the file it came from
 
@@ -202,10 +211,11 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    unknown = set(data) - {"name", "model", "walk", "style", "output", "filters", "osc", "audio", "camera", "bind"}
+    sections = ("model", "walk", "style", "output", "filters", "osc", "audio", "camera", "midi", "bind")
+    unknown = set(data) - {"name", *sections}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level (expected name, [model], "
-                        "[walk], [style], [output], [[filters]], [osc], [audio], [camera], [[bind]])")
+                        "[walk], [style], [output], [[filters]], [osc], [audio], [camera], [midi], [[bind]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
@@ -217,7 +227,10 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 filters=_filters(data.get("filters", []), where),
                 osc=_section(OscSection, data, "osc", where),
                 audio=_section(AudioSection, data, "audio", where),
-                camera=_section(CameraSection, data, "camera", where))
+                camera=_section(CameraSection, data, "camera", where),
+                midi=_section(MidiSection, data, "midi", where))
+    if show.midi.file and not show.resolve(show.midi.file).is_file():
+        raise ShowError(f"{where}: midi.file: {show.resolve(show.midi.file)}: no such MIDI file")
     if show.audio.is_file(show) and not show.resolve(show.audio.source).is_file():
         raise ShowError(f"{where}: audio.source: {show.resolve(show.audio.source)}: no such audio file")
     show.osc.validate(where)

@@ -29,6 +29,22 @@ class AudioFeed:
         self._previous = t
 
 
+class MidiFileFeed:
+    """A .mid file's events posted at their own show times: frame-exact, live and offline alike."""
+
+    def __init__(self, path):
+        from engine.controls.midi import file_events
+
+        self.events = file_events(path)  # [(seconds, source, value)], in time order
+        self._next = 0
+
+    def __call__(self, bus: Bus, t: float) -> None:
+        while self._next < len(self.events) and self.events[self._next][0] <= t:
+            when, source, value = self.events[self._next]
+            bus.post(source, value, at=when)
+            self._next += 1
+
+
 class ControlState:
     def __init__(self, bus: Bus, replay: Recording | None = None, record: bool = False, feeds=()):
         self.bus = bus
