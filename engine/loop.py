@@ -187,16 +187,25 @@ class Offscreen:
 
 
 def _realtime_frames(producer: Producer, tick: Tick):
-    """Ask for the frame the display will need next, and blend the two newest that are ready."""
-    if producer.idle:
-        lead = 2 * producer.seconds_per_frame  # see docs/architecture.md: blending without stutter
-        producer.request(Tick(tick.index, tick.t + lead))
-    frames = producer.latest()
-    while not frames:  # the very first frame: nothing to show yet
-        time.sleep(0.005)
+    """Ask for the frame the display will need next, and blend the two newest that are ready.
+
+    A generation that fails is logged and the display goes on with the frames it has: a kiosk shows
+    the last good picture rather than going dark. Only a model that never produced a frame is fatal."""
+    while True:
+        error = producer.take_error()
+        if error is not None:
+            if not producer.latest() and producer.failures >= 3:
+                raise error
+            if producer.failures <= 3 or producer.failures % 100 == 0:
+                log.error("frame generation failed (%d so far); the show goes on with the last frames",
+                          producer.failures, exc_info=error)
+        if producer.idle:
+            lead = 2 * producer.seconds_per_frame  # see docs/architecture.md: blending without stutter
+            producer.request(Tick(tick.index, tick.t + lead))
         frames = producer.latest()
-    mix = blend_weight(frames, tick.t)
-    return frames[0], frames[-1], mix
+        if frames:
+            return frames[0], frames[-1], blend_weight(frames, tick.t)
+        time.sleep(0.005)  # the very first frame: nothing to show yet
 
 
 def _stats_line(pipeline: Pipeline, producer: Producer) -> str:

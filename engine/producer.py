@@ -3,7 +3,8 @@
 The display asks for the frame it will need (`request`, newest request wins) and takes whatever is
 ready (`latest`: the two newest frames, so it can blend between them). One request is in flight at a
 time: a model faster than the display is not run for frames nobody sees. `wait_for` is the lockstep
-mode of headless runs and tests: the same thread, but every tick is shown exactly.
+mode of headless runs and tests: the same thread, but every tick is shown exactly, and a failed
+generation is raised there (a frame-exact output must not skip a frame), where live it is only logged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Producer:
         self._busy = False
         self._closed = False
         self.seconds_per_frame = 0.0  # smoothed generation time, the display's lead
+        self.failures = 0  # generations that raised (live: logged, and the show goes on)
         self._thread = threading.Thread(target=self._run, name="masquerade-producer", daemon=True)
         self._thread.start()
 
@@ -62,9 +64,17 @@ class Producer:
             self._cond.notify_all()
 
     def latest(self) -> list[Frame]:
+        """The two newest frames. A failed generation is not raised here (the display keeps showing what
+        it has): `take_error` hands it over for logging."""
         with self._cond:
-            self._raise()
             return list(self._frames)
+
+    def take_error(self) -> BaseException | None:
+        with self._cond:
+            error, self._error = self._error, None
+            if error is not None:
+                self.failures += 1
+            return error
 
     def wait_for(self, tick: Tick, timeout: float = 600.0) -> Frame:
         self.request(tick)

@@ -63,6 +63,45 @@ def test_lockstep_gives_each_tick_its_own_frame(pipeline):
         producer.close()
 
 
+def test_live_display_survives_a_failing_model(pipeline, caplog):
+    """A model that fails now and then (a CUDA hiccup, a bad frame) never stops the live display."""
+
+    class Flaky:
+        calls = 0
+
+        def generate(self, tick):
+            Flaky.calls += 1
+            if Flaky.calls % 3 == 0:
+                raise RuntimeError("model hiccup")
+            return pipeline.generate(tick)
+
+    producer = Producer(Flaky())
+    clock = Realtime()
+    try:
+        shown = set()
+        while clock.time() < 1.0:
+            older, newer, _ = _realtime_frames(producer, clock.tick())
+            shown.add(newer.tick.index)
+            time.sleep(0.005)
+    finally:
+        producer.close()
+    assert producer.failures >= 3 and len(shown) > 5  # errors counted, and new frames kept coming
+    assert "model hiccup" in caplog.text and "the show goes on" in caplog.text
+
+
+def test_a_model_that_never_draws_is_fatal_live():
+    class Broken:
+        def generate(self, tick):
+            raise RuntimeError("no weights")
+
+    producer = Producer(Broken())
+    try:
+        with pytest.raises(RuntimeError, match="no weights"):
+            _realtime_frames(producer, Tick(0, 0.0))
+    finally:
+        producer.close()
+
+
 def test_model_errors_reach_the_display_thread(pipeline):
     class Broken:
         def generate(self, tick):
