@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 xvfb xauth fonts-noto-color-emoji libportaudio2 libasound2)
+APT_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 xvfb xauth fonts-noto-color-emoji libportaudio2)
 if command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
