@@ -72,6 +72,20 @@ class Pipeline:
             raise ShowError(f"{stage.where}: {e}") from None
         return module.to(self.device).eval()
 
+    def _keyframe_cuts(self, snap, walk_time: float) -> float:
+        """OSC keyframe buttons (/masq/keyframe/next, /prev, /index N) cut walks that have keyframes."""
+        jump = getattr(self.walk, "jump", None)
+        if jump is None:
+            return walk_time
+        if snap.fired("walk.keyframe"):
+            walk_time = jump(walk_time, to=int(snap["walk.keyframe"]) - 1)  # OSC counts keyframes from 1
+        elif snap.fired("walk.next_keyframe"):
+            walk_time = jump(walk_time, step=1)
+        elif snap.fired("walk.prev_keyframe"):
+            walk_time = jump(walk_time, step=-1)
+        self.controls.walk_time = walk_time
+        return walk_time
+
     @property
     def resolution(self) -> int:
         """Side of the frames this pipeline hands on: the generator's, times every filter's scale."""
@@ -84,6 +98,7 @@ class Pipeline:
     def generate(self, tick: Tick) -> Frame:
         with self.times.time("control"):
             snap, walk_time = self.controls.at(tick.t)  # one consistent snapshot for this frame
+            walk_time = self._keyframe_cuts(snap, walk_time)
         with self.times.time("walk"):
             walk_tick = Tick(tick.index, walk_time)
             z = self.walk.step(walk_tick)  # [1, z_dim]

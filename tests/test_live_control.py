@@ -115,3 +115,25 @@ def test_energy_makes_the_walk_stray_and_zero_leaves_it_alone():
     with torch.inference_mode():
         direct = fresh.styler(fresh.walk.step(tick), show.walk.truncation)
     torch.testing.assert_close(fresh.generate(tick).image, direct)
+
+
+def test_keyframe_buttons_cut_to_the_keyframe():
+    import torch
+
+    from engine import show as shows
+    from engine.frame import Tick
+    from engine.pipeline import Pipeline
+
+    p = Pipeline(shows.load(DEFAULT_SHOW), "cpu")
+    keys = p.walk.keys
+    p.generate(Tick(0, 0.0))
+    p.controls.bus.post("osc:/masq/keyframe/next", 1.0, at=0.5)
+    p.generate(Tick(15, 0.5))
+    assert p.controls.walk_time == p.walk.jump(0.5, step=1)  # resting on keyframe 2 (index 1)
+    torch.testing.assert_close(p.walk.step(Tick(15, p.controls.walk_time))[0], keys[1])
+    p.controls.bus.post("osc:/masq/keyframe/index", 5.0, at=1.0)
+    p.generate(Tick(30, 1.0))
+    torch.testing.assert_close(p.walk.step(Tick(30, p.controls.walk_time))[0], keys[4])
+    before = p.controls.walk_time
+    p.generate(Tick(31, 1.0 + 1 / 30))
+    assert p.controls.walk_time > before  # and the walk goes on from there

@@ -54,6 +54,16 @@ class KeyframeLoop:
             u = u * u * (3 - 2 * u)  # smoothstep: rests on each keyframe, never stops dead between
         return k % len(self.keys), u
 
+    def jump(self, t: float, step: int = 0, to: int | None = None) -> float:
+        """The walk time at which the walk rests on another keyframe: `step` keyframes on from the one
+        it last passed, or keyframe `to` (0-based) of the current lap. A cut a VJ asks for by OSC;
+        the walk goes on from there."""
+        if self.speed == 0:
+            return t
+        lap_start = math.floor(t * self.speed / self.seconds_per_keyframe)
+        k = lap_start + step if to is None else lap_start - lap_start % len(self.keys) + to % len(self.keys)
+        return k * self.seconds_per_keyframe / self.speed
+
     def step(self, tick: Tick) -> torch.Tensor:
         k, u = self.position(tick.t)
         z = slerp(self.keys[k], self.keys[(k + 1) % len(self.keys)], u)
