@@ -43,7 +43,7 @@ class Styler:
         if c_dim:
             self.c = torch.zeros(1, c_dim)
             self.c[0, style.class_label] = 1
-        self.mix = None
+        self.mix, self._mix_ws = None, None
         if style.mix_seed >= 0:
             z2 = torch.randn(1, generator.z_dim, generator=torch.Generator().manual_seed(style.mix_seed))
             self.mix = z2  # mapped on the device at the first frame
@@ -66,6 +66,8 @@ class Styler:
         ws = self.g.mapping(z, self.c, truncation_psi=psi, truncation_cutoff=cutoff)  # [1, num_ws, w_dim]
         if self.mix is not None:
             lo, hi = self.mix_range
-            ws2 = self.g.mapping(self.mix, self.c, truncation_psi=psi, truncation_cutoff=cutoff)
+            if self._mix_ws is None or self._mix_ws[0] != psi:  # the second latent is fixed: map it once per psi
+                self._mix_ws = (psi, self.g.mapping(self.mix, self.c, truncation_psi=psi, truncation_cutoff=cutoff))
+            ws2 = self._mix_ws[1]
             ws = torch.cat([ws[:, :lo], ws2[:, lo:hi], ws[:, hi:]], dim=1)
         return self.g.render(ws, noise_mode=self.style.noise_mode)
