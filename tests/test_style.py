@@ -93,3 +93,15 @@ def test_noise_strength_scales_the_model_noise(tmp_path):
     assert (double - none).abs().mean() > (one - none).abs().mean() > 0
     with pytest.raises(ShowError, match="style.noise_strength: this model .dcgan. has no noise inputs"):
         pipeline(tmp_path, DEFAULT_MODEL, "noise_strength = 0.5\n")
+
+
+def test_mixed_layers_follow_a_live_truncation_change(tmp_path):
+    p = pipeline(tmp_path, UNCOND, 'mix_seed = 7\nmix_layers = "middle"\n')
+    g, styler = p.generator, p.styler
+    z = p.walk.step(Tick(0, 0.4))
+    lo, hi = styler.mix_range
+    for psi in (0.7, 0.3, 0.7):  # as /masq/walk/truncation moves during a set
+        ws = g.mapping(z, None, truncation_psi=psi)
+        ws2 = g.mapping(styler.mix, None, truncation_psi=psi)
+        expected = g.render(torch.cat([ws[:, :lo], ws2[:, lo:hi], ws[:, hi:]], dim=1))
+        torch.testing.assert_close(styler(z, psi), expected)
