@@ -6,6 +6,9 @@ live loop, offline renders and tests all call it and get the same pixels.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import torch
 
 from engine import filters, walks
@@ -14,10 +17,13 @@ from engine.controls.state import ControlState
 from engine.errors import MasqueradeError
 from engine.frame import Frame, Tick, check_image, to_uint8_hwc
 from engine.generators import importers
+from engine.latent.steer import Steer
 from engine.show import FilterStage, Show, ShowError, control_params
 from engine.stats import StageTimes
 from engine.style import Styler
 from engine.walks.keyframes import slerp
+
+log = logging.getLogger(__name__)
 
 
 class DeviceError(MasqueradeError):
@@ -54,7 +60,14 @@ class Pipeline:
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, **w.options)
         # walk.energy leans the walk toward a second, never-repeating one: how far it strays from its path
         self.wander = walks.create("drift", z_dim=self.generator.z_dim, seed=w.seed + 1)
+        marks = show.resolve(show.latent.bookmarks) if show.latent.bookmarks else None
+        try:
+            self.steer = Steer(show.latent, self.generator, show.model_path, marks)
+        except MasqueradeError as e:
+            raise ShowError(f"{where}: latent.bookmarks: {e}") from None
+        self.cues = {cue.number: cue for cue in show.cues}
         self.filters = [self._build_filter(stage) for stage in show.filters]
+        self.controls_of = [list(stage.controls()) for stage in show.filters]  # each filter's live params
         self.times = StageTimes()
 
     def _build_filter(self, stage: FilterStage):
@@ -72,6 +85,36 @@ class Pipeline:
             raise ShowError(f"{stage.where}: {e}") from None
         return module.to(self.device).eval()
 
+    def reset_filters(self) -> None:
+        """Stateful filters (feedback, temporal smoothing) forget the past: after a cut the old frame
+        must not bleed into the new one."""
+        for f in self.filters:
+            if hasattr(f, "reset"):
+                f.reset()
+
+    def _cue(self, snap, t: float, walk_time: float):
+        """`/masq/scene/cue N`: post the cue's values (source `cue:<param>`) and apply them on this very
+        frame; then its keyframe cut and bookmark recall."""
+        if not snap.fired("scene.cue"):
+            return snap, walk_time
+        number = int(snap["scene.cue"])
+        cue = self.cues.get(number)
+        if cue is None:
+            log.info("cue %d is not in the show; ignored", number)
+            return snap, walk_time
+        bus = self.controls.bus
+        for target, value in cue.set.items():
+            bus.post(f"cue:{target}", value, at=t)
+        after = bus.snapshot(t)  # the same show time: the cue's values apply now, not a frame late
+        snap = dataclasses.replace(after, triggers=snap.triggers | after.triggers)
+        jump = getattr(self.walk, "jump", None)
+        if cue.keyframe and jump is not None:
+            walk_time = self.controls.walk_time = jump(walk_time, to=cue.keyframe - 1)
+            self.reset_filters()
+        if cue.bookmark:
+            self.steer.recall(cue.bookmark, t)
+        return snap, walk_time
+
     def _keyframe_cuts(self, snap, walk_time: float) -> float:
         """OSC keyframe buttons (/masq/keyframe/next, /prev, /index N) cut walks that have keyframes."""
         jump = getattr(self.walk, "jump", None)
@@ -83,7 +126,10 @@ class Pipeline:
             walk_time = jump(walk_time, step=1)
         elif snap.fired("walk.prev_keyframe"):
             walk_time = jump(walk_time, step=-1)
+        else:
+            return walk_time
         self.controls.walk_time = walk_time
+        self.reset_filters()
         return walk_time
 
     @property
@@ -98,19 +144,26 @@ class Pipeline:
     def generate(self, tick: Tick) -> Frame:
         with self.times.time("control"):
             snap, walk_time = self.controls.at(tick.t)  # one consistent snapshot for this frame
+            snap, walk_time = self._cue(snap, tick.t, walk_time)
             walk_time = self._keyframe_cuts(snap, walk_time)
         with self.times.time("walk"):
             walk_tick = Tick(tick.index, walk_time)
             z = self.walk.step(walk_tick)  # [1, z_dim]
             if snap["walk.energy"] > 0:
                 z = slerp(z[0], self.wander.step(walk_tick)[0], 0.5 * snap["walk.energy"])[None]
+            if snap.fired("bookmark.recall"):
+                self.steer.recall(int(snap["bookmark.recall"]), tick.t)
+            z, w_shift = self.steer(z, tick.t, snap)  # bookmarks and directions; w_shift [1, w_dim] or None
+            if snap.fired("bookmark.save"):
+                self.steer.save(int(snap["bookmark.save"]), z)
             z = z.to(self.device)
         with self.times.time("generate"):
-            image = self.styler(z, snap["walk.truncation"])  # [1, 3, R, R] in [0, 1]
-            check_image(image)
-        for stage, f in zip(self.show.filters, self.filters):
-            with self.times.time(stage.kind):
-                image = f(image)  # [1, 3, R', R'] in [0, 1]
+            image = self.styler(z, snap["walk.truncation"], label=snap["style.class"], mix=snap["style.mix"],
+                                w_shift=None if w_shift is None else w_shift.to(self.device))
+            check_image(image)  # [1, 3, R, R] in [0, 1]
+        for stage, f, names in zip(self.show.filters, self.filters, self.controls_of):
+            with self.times.time(stage.name):
+                image = f(image, **{k: snap[f"filter.{stage.name}.{k}"] for k in names})  # [1, 3, R', R']
         with self.times.time("quantise"):
             rgb = to_uint8_hwc(image)  # R'xR'x3 uint8, quantised on the device
         return Frame(tick, image, rgb)

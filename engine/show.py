@@ -165,6 +165,48 @@ class FilterStage:
     kind: str
     args: dict
     where: str  # "show.toml [[filters]] #1 (superres)"
+    name: str = ""  # the row's `name`, or its kind: live params are `filter.<name>.<control>`
+
+    def controls(self) -> dict[str, tuple[float, float, float]]:
+        """The filter's live params, name -> (start, minimum, maximum); a row value is the start."""
+        from engine import filters
+
+        found = {}
+        for key, (default, lo, hi) in getattr(filters.get(self.kind), "controls", {}).items():
+            start = self.args.get(key, default)
+            if isinstance(start, bool) or not isinstance(start, (int, float)) or not lo <= start <= hi:
+                raise ShowError(f"{self.where}: {key} must be a number in {lo}..{hi}, got {start!r}")
+            found[key] = (float(start), float(lo), float(hi))
+        return found
+
+
+@dataclass
+class LatentSection:
+    """Bookmarks, discovered directions and their live params (docs/show-files.md)."""
+    bookmarks: str = ""  # a bookmarks file (JSON): /masq/bookmark/save N writes slot N there ("": memory only)
+    glide: float = 2.0  # seconds a bookmark recall takes to arrive, and to let go again
+    hold: float = 8.0  # seconds a recalled bookmark stays before the walk takes over again
+    directions: int = 0  # GANSpace directions as params direction.1..N (0: none)
+    direction_range: float = 3.0  # each direction param runs -range..+range standard deviations
+
+    def validate(self, where: str) -> None:
+        _positive(where, "latent.glide", self.glide)
+        _positive(where, "latent.hold", self.hold, allow_zero=True)
+        _positive(where, "latent.directions", self.directions, allow_zero=True)
+        if self.directions > 64:
+            raise ShowError(f"{where}: latent.directions must be 0..64, got {self.directions}")
+        _positive(where, "latent.direction_range", self.direction_range)
+
+
+@dataclass
+class Cue:
+    """One `[[cue]]` row: what `/masq/scene/cue N` (or a bound MIDI note) does."""
+    number: int
+    where: str
+    name: str = ""
+    set: dict = field(default_factory=dict)  # param -> value, posted as source `cue:<param>`
+    keyframe: int = 0  # jump to keyframe N (from 1; 0: stay)
+    bookmark: int = 0  # recall bookmark slot N (from 1; 0: none)
 
 
 @dataclass
@@ -175,6 +217,8 @@ class Show:
     output: OutputSection = field(default_factory=OutputSection)
     style: StyleSection = field(default_factory=StyleSection)
     filters: list[FilterStage] = field(default_factory=list)  # applied in order after the generator
+    latent: LatentSection = field(default_factory=LatentSection)
+    cues: list[Cue] = field(default_factory=list)
     osc: OscSection = field(default_factory=OscSection)
     audio: AudioSection = field(default_factory=AudioSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -211,11 +255,13 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    sections = ("model", "walk", "style", "output", "filters", "osc", "audio", "camera", "midi", "bind")
+    sections = ("model", "walk", "style", "output", "filters", "latent", "cue", "osc", "audio", "camera", "midi",
+                "bind")
     unknown = set(data) - {"name", *sections}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level (expected name, [model], "
-                        "[walk], [style], [output], [[filters]], [osc], [audio], [camera], [midi], [[bind]])")
+                        "[walk], [style], [output], [[filters]], [latent], [[cue]], [osc], [audio], [camera], "
+                        "[midi], [[bind]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
@@ -225,6 +271,7 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 output=_section(OutputSection, data, "output", where),
                 style=_section(StyleSection, data, "style", where),
                 filters=_filters(data.get("filters", []), where),
+                latent=_section(LatentSection, data, "latent", where),
                 osc=_section(OscSection, data, "osc", where),
                 audio=_section(AudioSection, data, "audio", where),
                 camera=_section(CameraSection, data, "camera", where),
@@ -234,6 +281,8 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     if show.audio.is_file(show) and not show.resolve(show.audio.source).is_file():
         raise ShowError(f"{where}: audio.source: {show.resolve(show.audio.source)}: no such audio file")
     show.osc.validate(where)
+    show.latent.validate(where)
+    show.cues = _cues(data.get("cue", []), where)
     show.bindings = _bindings(data.get("bind", []), where, show)
     show.walk.validate(where)
     show.style.validate(where)
@@ -251,12 +300,63 @@ def _walk(raw, where: str) -> WalkSection:
 
 
 def control_params(show: Show) -> list:
-    """The params a show declares: the /masq set, starting from the show's own values."""
+    """The params a show declares: the /masq set starting from the show's own values, each filter's
+    controls (`filter.<name>.<control>`), the style and direction params."""
     from engine.controls.addresses import default_params
-    from engine.controls.bus import with_default
+    from engine.controls.bus import Param, with_default
 
-    starts = {"walk.truncation": show.walk.truncation}
-    return [with_default(p, starts[p.name]) if p.name in starts else p for p in default_params()]
+    starts = {"walk.truncation": show.walk.truncation, "style.class": max(show.style.class_label, 0),
+              "style.mix": 1.0 if show.style.mix_seed >= 0 else 0.0}
+    params = [with_default(p, starts[p.name]) if p.name in starts else p for p in default_params()]
+    r = show.latent.direction_range
+    params += [Param(f"direction.{i}", 0.0, -r, r, smoothing=0.2) for i in range(1, show.latent.directions + 1)]
+    for stage in show.filters:
+        for key, (start, lo, hi) in stage.controls().items():
+            params.append(Param(f"filter.{stage.name}.{key}", start, lo, hi, smoothing=0.1))
+    return params
+
+
+def _cues(rows, where: str) -> list[Cue]:
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ShowError(f"{where}: cue must be [[cue]] tables, one per cue")
+    cues: dict[int, Cue] = {}
+    for i, row in enumerate(rows, 1):
+        here = f"{where} [[cue]] #{i}"
+        unknown = set(row) - {"number", "name", "set", "keyframe", "bookmark"}
+        if unknown:
+            raise ShowError(f"{here}: unknown key {sorted(unknown)[0]!r} (expected number, name, set, keyframe, "
+                            "bookmark)")
+        number = _coerce(row.get("number", i), int, f"{here}: number")
+        if not 1 <= number <= 999 or number in cues:
+            raise ShowError(f"{here}: number must be 1..999 and unique, got {number}")
+        values = row.get("set", {})
+        if not isinstance(values, dict):
+            raise ShowError(f"{here}: set must be a table of param = value, got {values!r}")
+        cue = Cue(number, here, _coerce(row.get("name", ""), str, f"{here}: name"),
+                  {k: _coerce(v, float, f"{here}: set.{k}") for k, v in values.items()},
+                  _coerce(row.get("keyframe", 0), int, f"{here}: keyframe"),
+                  _coerce(row.get("bookmark", 0), int, f"{here}: bookmark"))
+        if cue.keyframe < 0 or cue.bookmark < 0:
+            raise ShowError(f"{here}: keyframe and bookmark count from 1 (0: none)")
+        cues[number] = cue
+    return sorted(cues.values(), key=lambda c: c.number)
+
+
+def cue_bindings(show: Show, params) -> list:
+    """`cue:<param>` -> param for every param a cue sets (checked: an unknown param names the cue)."""
+    from engine.controls.bus import Binding
+
+    names = {p.name: p for p in params}
+    rows = {}
+    for cue in show.cues:
+        for target, value in cue.set.items():
+            if target not in names:
+                raise ShowError(f"{cue.where}: set.{target}: no such param (declared: {', '.join(sorted(names))})")
+            p = names[target]
+            if p.trigger or not p.minimum <= value <= p.maximum:
+                raise ShowError(f"{cue.where}: set.{target} must be a value in {p.minimum}..{p.maximum}, got {value}")
+            rows[target] = Binding(f"cue:{target}", target, (p.minimum, p.maximum), where=f"{cue.where} set.{target}")
+    return list(rows.values())
 
 
 def _bindings(rows, where: str, show: Show) -> list:
@@ -270,6 +370,7 @@ def _bindings(rows, where: str, show: Show) -> list:
         bindings = [Binding.from_table(row, f"{where} [[bind]] #{i}") for i, row in enumerate(rows, 1)]
         if show.osc.default_bindings:
             bindings = default_bindings(params, f"{where} default OSC bindings") + bindings
+        bindings += cue_bindings(show, params)
         declare_all(Bus(), params, bindings)  # every row checked against the params now, not mid-show
     except ControlError as e:
         raise ShowError(str(e)) from None
@@ -288,8 +389,19 @@ def _filters(rows, where: str) -> list[FilterStage]:
         here = f"{where} [[filters]] #{i}"
         if kind not in filters.names():
             raise ShowError(f"{here}: kind must be one of {', '.join(filters.names())}, got {kind!r}")
-        stages.append(FilterStage(kind, row, f"{here} ({kind})"))
+        name = row.pop("name", kind)
+        if not isinstance(name, str) or not name or any(c in OSC_NAME_FORBIDDEN for c in name):
+            raise ShowError(f"{here}: name must be a word without spaces, dots or slashes (it is an OSC "
+                            f"address part: /masq/filter/<name>/...), got {name!r}")
+        if name in {s.name for s in stages}:
+            raise ShowError(f"{here}: two filters are named {name!r}; give one a `name = \"...\"`")
+        stage = FilterStage(kind, row, f"{here} ({kind})", name)
+        stage.controls()  # a control's start value out of range names the row now
+        stages.append(stage)
     return stages
+
+
+OSC_NAME_FORBIDDEN = set(" ./#*,?[]{}")
 
 
 def _section(cls, data: dict, name: str, where: str):

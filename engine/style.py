@@ -58,16 +58,39 @@ class Styler:
             self.mix = self.mix.to(device)
         return self
 
-    def __call__(self, z: torch.Tensor, psi: float) -> torch.Tensor:
-        """z [1, z_dim], truncation psi -> image [1, 3, R, R] in [0, 1]."""
+    def condition(self, label: float) -> torch.Tensor | None:
+        """The class vector [1, c_dim] for a live `style.class` value: a whole number is that class; a
+        fraction lies between two classes' one-hots, so a fader sweeps from one class to the next."""
+        if self.c is None:
+            return None
+        top = self.c.shape[1] - 1
+        label = min(max(label, 0.0), float(top))
+        lo = int(label)
+        c = torch.zeros_like(self.c)
+        c[0, lo] = 1 - (label - lo)
+        if lo < top:
+            c[0, lo + 1] = label - lo
+        return c
+
+    def __call__(self, z: torch.Tensor, psi: float, label: float | None = None, mix: float = 1.0,
+                 w_shift: torch.Tensor | None = None) -> torch.Tensor:
+        """z [1, z_dim], truncation psi -> image [1, 3, R, R] in [0, 1].
+
+        Live, for StyleGAN models: `label` (style.class), `mix` (style.mix: 0 keeps the walk's own styles in
+        the mixed layers, 1 takes the second latent's), `w_shift` [1, w_dim] added to every layer's w
+        (a discovered direction)."""
         if not hasattr(self.g, "mapping"):
             return self.g(z, truncation_psi=psi)
         cutoff = self.style.truncation_cutoff or None
-        ws = self.g.mapping(z, self.c, truncation_psi=psi, truncation_cutoff=cutoff)  # [1, num_ws, w_dim]
-        if self.mix is not None:
+        c = self.c if label is None else self.condition(label)
+        ws = self.g.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)  # [1, num_ws, w_dim]
+        if self.mix is not None and mix > 0:
             lo, hi = self.mix_range
-            if self._mix_ws is None or self._mix_ws[0] != psi:  # the second latent is fixed: map it once per psi
-                self._mix_ws = (psi, self.g.mapping(self.mix, self.c, truncation_psi=psi, truncation_cutoff=cutoff))
+            key = (psi, None if c is None else tuple(c[0].tolist()))
+            if self._mix_ws is None or self._mix_ws[0] != key:  # the second latent is fixed: map it once per psi/c
+                self._mix_ws = (key, self.g.mapping(self.mix, c, truncation_psi=psi, truncation_cutoff=cutoff))
             ws2 = self._mix_ws[1]
-            ws = torch.cat([ws[:, :lo], ws2[:, lo:hi], ws[:, hi:]], dim=1)
+            ws = torch.cat([ws[:, :lo], torch.lerp(ws[:, lo:hi], ws2[:, lo:hi], mix), ws[:, hi:]], dim=1)
+        if w_shift is not None:
+            ws = ws + w_shift[:, None, :]
         return self.g.render(ws, noise_mode=self.style.noise_mode)

@@ -18,6 +18,7 @@ from engine.controls.bus import Binding, Param
 
 PREFIX = "/masq"
 FILTER_PATTERN = "/masq/filter/<name>/<param>"
+DIRECTION_PATTERN = "/masq/direction/<i>"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ ADDRESSES: tuple[Address, ...] = (
     _number("/masq/bookmark/save", "bookmark.save", 64, "save the current latent in slot N"),
     _number("/masq/bookmark/recall", "bookmark.recall", 64, "glide to the latent saved in slot N"),
     _number("/masq/scene/cue", "scene.cue", 999, "go to the show's cue N"),
+    _fader("/masq/style/mix", "style.mix", 0.0, 0.0, 1.0, "linear", 0.2,
+           "style mixing: how much of the second latent the mixed layers take (shows with style.mix_seed)"),
+    Address("/masq/style/class", Param("style.class", 0.0, 0.0, 1e4), "f", (0.0, 1e4), "linear",
+            "class N of a conditional model (from 0); a fraction lies between two classes"),
 )
 
 
@@ -65,8 +70,11 @@ def default_params() -> list[Param]:
 
 
 def filter_address(param: Param) -> str | None:
-    """`filter.bloom.amount` -> `/masq/filter/bloom/amount` (None for a name that is not a filter param)."""
+    """`filter.bloom.amount` -> `/masq/filter/bloom/amount`, `direction.3` -> `/masq/direction/3` (None for
+    a name that is neither)."""
     parts = param.name.split(".")
+    if len(parts) == 2 and parts[0] == "direction" and parts[1].isdigit():
+        return f"{PREFIX}/direction/{parts[1]}"
     if len(parts) != 3 or parts[0] != "filter" or not all(parts):
         return None
     return f"{PREFIX}/filter/{parts[1]}/{parts[2]}"
@@ -93,6 +101,10 @@ def address_space() -> dict:
     rows.append({"address": FILTER_PATTERN, "args": "f", "input": [0.0, 1.0], "curve": "linear",
                  "param": "filter.<name>.<param>", "range": "the filter param's own", "default": None,
                  "trigger": False, "about": "any filter parameter the show's filters declare"})
+    rows.append({"address": DIRECTION_PATTERN, "args": "f", "input": [0.0, 1.0], "curve": "linear",
+                 "param": "direction.<i>", "range": "-range..+range standard deviations (0.5 is none)",
+                 "default": 0.5, "trigger": False,
+                 "about": "move along discovered direction i (shows with [latent] directions = N)"})
     return {
         "name": "Masquerade OSC",
         "version": 1,

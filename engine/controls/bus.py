@@ -34,7 +34,8 @@ from types import MappingProxyType
 
 from engine.errors import MasqueradeError
 
-SCHEMES = ("osc", "midi", "camera", "audio", "tempo", "web", "key")  # "web" and "key" have no input yet
+SCHEMES = ("osc", "midi", "camera", "audio", "tempo", "cue", "web", "key")  # "web" and "key" have no input yet
+DERIVED = ("cue:",)  # sources the engine posts itself from the show; replay derives them again, so never recorded
 CURVES = ("linear", "exp")
 OSC_FORBIDDEN = set(" #*,?[]{}")  # OSC 1.0: characters an address may not contain
 
@@ -297,7 +298,7 @@ class Bus:
             for binding in routes:
                 self._apply(binding, source, value, fired)
             self.stats.applied += 1
-            if self.recording is not None:
+            if self.recording is not None and not source.startswith(DERIVED):
                 self.recording.append(Event(when, source, None if value is None else float(value)))
         self._advance(now)
 
