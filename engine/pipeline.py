@@ -17,6 +17,7 @@ from engine.controls.state import ControlState
 from engine.errors import MasqueradeError
 from engine.frame import Frame, Tick, check_image, to_uint8_hwc
 from engine.generators import importers
+from engine.generators.speed import Speed, SpeedError, accelerate
 from engine.latent.steer import Steer
 from engine.show import FilterStage, Show, ShowError, control_params
 from engine.stats import StageTimes
@@ -55,6 +56,11 @@ class Pipeline:
         loaded = importers.load(show.model_path)  # ours, or any foreign format; never runs code from it
         self.generator, self.card = loaded.module.to(self.device).eval().requires_grad_(False), loaded.card
         where = str(show.source or "<show>")
+        m = show.model
+        try:
+            accelerate(self.generator, self.device, Speed(m.precision, m.compile, m.cuda_graphs))
+        except SpeedError as e:
+            raise ShowError(f"{where}: [model] {e}") from None
         self.styler = Styler(self.generator, show.style, where).to(self.device)
         w = show.walk
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, **w.options)

@@ -28,6 +28,16 @@ class ModelSection:
     # a Masquerade .safetensors, or a foreign checkpoint read as `masquerade models import` reads it
     # (NVlabs StyleGAN2-ADA/StyleGAN3 .pkl, rosinality .pt, DCGAN .pth)
     path: str = "assets/models/emoji64.safetensors"
+    precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" (CUDA), "bf16"
+    compile: bool = False  # torch.compile the synthesis (a first frame that takes seconds, then faster)
+    cuda_graphs: bool = False  # with compile on CUDA: replay the whole frame as one graph
+
+    def validate(self, where: str) -> None:
+        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise ShowError(f"{where}: model.precision must be \"auto\", \"fp32\", \"fp16\" or \"bf16\", "
+                            f"got {self.precision!r}")
+        if self.cuda_graphs and not self.compile:
+            raise ShowError(f"{where}: model.cuda_graphs needs model.compile = true")
 
 
 @dataclass
@@ -281,6 +291,7 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     if show.audio.is_file(show) and not show.resolve(show.audio.source).is_file():
         raise ShowError(f"{where}: audio.source: {show.resolve(show.audio.source)}: no such audio file")
     show.osc.validate(where)
+    show.model.validate(where)
     show.latent.validate(where)
     show.cues = _cues(data.get("cue", []), where)
     show.bindings = _bindings(data.get("bind", []), where, show)
