@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 xvfb xauth fonts-noto-color-emoji libportaudio2)
+APT_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 xvfb xauth fonts-noto-color-emoji libportaudio2
+              chromium)  # chromium: the kiosk status page's browser test (Playwright drives it)
 if command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -63,7 +63,7 @@ def cmd_run(args) -> None:
         raise UsageError("--frames and --out belong to --headless runs; use `masquerade render` for files")
     opts = LiveOptions(device=args.device, size=args.size, fullscreen=args.fullscreen, display=args.display,
                        stats=args.stats, headless=headless, frames=args.frames, out=args.out,
-                       osc_port=args.osc_port, record=args.record)
+                       osc_port=args.osc_port, record=args.record, heartbeat=args.heartbeat)
     result = run_live(show, opts)
     log.info("showed %d frames in %.1f s", result.frames, result.seconds)
     if headless and not args.out:
@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--osc-port", type=int, help="UDP port for OSC (default: the show's [osc] port, 9000; "
                                                    "0: any free port)")
     run.add_argument("--record", type=Path, help="save every control event with its show time (JSON lines)")
+    run.add_argument("--heartbeat", type=Path, help="write a JSON heartbeat (frames, fps, show time) to this file "
+                                                     "about once a second, for the kiosk supervisor")
     run.set_defaults(func=cmd_run)
 
     ren = sub.add_parser("render", help="render a show to a video file or PNG folder, frame-exact")

@@ -7,7 +7,9 @@ Offline render: lockstep with no window, writing every frame to a file sink.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ class LiveOptions:
     stills: Path = Path("stills")
     osc_port: int | None = None  # None: the show's [osc] port; 0: any free port
     record: Path | None = None  # save every control event with its show time here (JSON lines)
+    heartbeat: Path | None = None  # write a JSON heartbeat here about once a second (installation/ watches it)
 
 
 def make_compositor(ctx, show: Show, size, pipeline: Pipeline) -> Compositor:
@@ -91,6 +94,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
              *surface.size, show.model_path.name)
     shown, last_log, started = 0, time.monotonic(), time.perf_counter()
+    beat = (0, float("-inf"))  # (frames, monotonic time) of the last heartbeat: the first frame writes one
     try:
         while frames_total is None or shown < frames_total:
             tick = clock.tick()
@@ -117,6 +121,11 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             with pipeline.times.time("present"):
                 surface.present(compositor.fbo, _stats_line(pipeline, producer) if opts.stats else "")
             shown += 1
+            if opts.heartbeat is not None and time.monotonic() - beat[1] >= 1.0:
+                now = time.monotonic()
+                fps = (shown - beat[0]) / (now - beat[1]) if beat[0] else 0.0
+                write_heartbeat(opts.heartbeat, show, tick, shown, fps, pipeline.times.mean_ms)
+                beat = (shown, now)
 
             if "quit" in actions:
                 break
@@ -138,6 +147,20 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         if opts.record is not None:
             log.info("recorded %d control events to %s", len(controls.bus.recording),
                      controls.bus.recording.save(opts.record))
+
+
+def write_heartbeat(path: Path, show: Show, tick: Tick, shown: int, fps: float, stage_ms: dict) -> None:
+    """The kiosk supervisor's proof of life: one JSON object, replaced atomically so a reader never sees
+    half of it. A write that fails (disk full) is logged and the show goes on; the supervisor decides."""
+    data = {"pid": os.getpid(), "time": time.time(), "frames": shown, "index": tick.index, "t": round(tick.t, 4),
+            "fps": round(fps, 2), "show": show.name, "source": str(show.source) if show.source else None,
+            "stage_ms": {name: round(ms, 3) for name, ms in stage_ms.items()}}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("heartbeat %s not written: %s", path, e)
 
 
 def show_time_feeds(show: Show) -> list:

@@ -1,0 +1,182 @@
+"""The staff status page (FastAPI + uvicorn, in a thread of the supervisor's process).
+
+Read-only without a token: `GET /` (the page) and `GET /api/status` (JSON: show, mode, fps, per-stage
+times, uptime, restarts, the last errors with their tracebacks). The controls need the site's token, sent
+as `Authorization: Bearer TOKEN` (or `X-Kiosk-Token: TOKEN`), and answer 401 without it, changing
+nothing: `POST /api/restart`, `POST /api/next`, `POST /api/cue` with `{"show": "default.toml"}` (a show
+of the playlist, by file name, path or index), `GET /api/log?lines=N`. With no token configured the
+controls are off. Commands are queued for the supervisor's loop, which applies them on its next turn.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+
+import uvicorn
+from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+log = logging.getLogger("kiosk.status")
+
+
+def create_app(supervisor) -> FastAPI:
+    app = FastAPI(title="Masquerade kiosk", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def authorise(request: Request) -> None:
+        token = supervisor.site.status.token
+        given = request.headers.get("x-kiosk-token", "")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if token is None or not given or not hmac.compare_digest(given.encode(), token.encode()):
+            log.warning("refused %s %s from %s: %s", request.method, request.url.path,
+                        request.client.host if request.client else "?", "no token configured" if token is None
+                        else "wrong token" if given else "no token")
+            raise HTTPException(401, "a staff token is needed" if token else "controls are off: no token configured",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE
+
+    @app.get("/api/status")
+    def status() -> dict:
+        return supervisor.snapshot()
+
+    @app.get("/api/log")
+    def recent_log(request: Request, lines: int = 100) -> dict:
+        authorise(request)
+        recent = list(supervisor.recent.lines) if supervisor.recent is not None else []
+        return {"lines": recent[-max(1, min(lines, 500)):]}
+
+    @app.post("/api/restart", status_code=202)
+    def restart(request: Request) -> dict:
+        authorise(request)
+        supervisor.commands.put(("restart", None))
+        return {"accepted": "restart"}
+
+    @app.post("/api/next", status_code=202)
+    def next_show(request: Request) -> dict:
+        authorise(request)
+        supervisor.commands.put(("next", None))
+        return {"accepted": "next"}
+
+    @app.post("/api/cue", status_code=202)
+    def cue(request: Request, body: dict = Body(...)) -> dict:  # noqa: B008 - FastAPI's own idiom
+        authorise(request)
+        index = supervisor.find_entry(str(body.get("show", "")))
+        if index is None:
+            raise HTTPException(404, f"no show {body.get('show')!r} in the playlist")
+        supervisor.commands.put(("cue", index))
+        return {"accepted": "cue", "index": index}
+
+    return app
+
+
+def serve(supervisor, host: str, port: int) -> uvicorn.Server:
+    """Start the page in a daemon thread; set `.should_exit` on the result to stop it. Bounded: at most
+    64 connections at once (more get 503) and no access log, so a flood of requests cannot starve the
+    supervisor or fill the disk."""
+    config = uvicorn.Config(create_app(supervisor), host=host, port=port, log_level="warning", access_log=False,
+                            limit_concurrency=64, timeout_keep_alive=5, log_config=None)
+    server = uvicorn.Server(config)
+
+    def run() -> None:
+        try:
+            server.run()
+        except SystemExit:  # uvicorn exits when the port is taken: the kiosk goes on without its page
+            log.error("the status page could not start on %s:%d", host, port)
+
+    threading.Thread(target=run, name="status-page", daemon=True).start()
+    log.info("status page on http://%s:%d/", host, port)
+    return server
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Masquerade kiosk</title>
+<style>
+body { font: 15px/1.4 system-ui, sans-serif; margin: 1.5em; background: #111; color: #ddd; }
+h1 { font-size: 1.3em; } table { border-collapse: collapse; } td, th { padding: 2px 10px 2px 0; text-align: left; }
+pre { background: #222; padding: .5em; white-space: pre-wrap; max-height: 20em; overflow: auto; }
+button, input, select { font: inherit; margin: 2px; } .ok { color: #7c7; } .bad { color: #e77; }
+#controls { border: 1px solid #444; padding: .5em 1em; margin: 1em 0; }
+</style></head>
+<body>
+<h1>Masquerade kiosk: <span id="site">…</span></h1>
+<table>
+<tr><th>mode</th><td id="mode">…</td></tr>
+<tr><th>show</th><td id="show"></td></tr>
+<tr><th>frames per second</th><td id="fps"></td></tr>
+<tr><th>show time</th><td id="showtime"></td></tr>
+<tr><th>stage times (ms/frame)</th><td id="stages"></td></tr>
+<tr><th>uptime</th><td id="uptime"></td></tr>
+<tr><th>engine restarts</th><td id="restarts"></td></tr>
+<tr><th>opening hours</th><td id="hours"></td></tr>
+</table>
+<div id="controls">
+<label>Staff token <input id="token" type="password" autocomplete="off"></label><br>
+<button id="restart">Restart engine</button>
+<button id="next">Next show</button>
+<select id="cue-show"></select><button id="cue">Play</button>
+<div id="message"></div>
+</div>
+<h2>Last errors</h2><div id="errors"></div>
+<h2>Events</h2><pre id="events"></pre>
+<script>
+const $ = (id) => document.getElementById(id);
+const when = (t) => new Date(t * 1000).toLocaleString();
+function duration(s) { s = Math.floor(s); const h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60);
+  return `${h} h ${m} min ${s % 60} s`; }
+let cueFilled = false;
+async function refresh() {
+  let st;
+  try { st = await (await fetch('/api/status')).json(); } catch (e) { $('mode').textContent = 'no answer'; return; }
+  const hb = st.heartbeat || {};
+  $('site').textContent = st.site;
+  $('mode').textContent = st.mode + (st.safe_mode ? ' (safe show after failures)' : '');
+  $('mode').className = st.mode === 'playing' ? 'ok' : 'bad';
+  $('show').textContent = (hb.show || '') + '  ' + (st.show || '');
+  $('fps').textContent = hb.fps !== undefined ? hb.fps.toFixed(1) : '';
+  $('showtime').textContent = hb.t !== undefined ? hb.t.toFixed(1) + ' s' : '';
+  $('stages').textContent = Object.entries(hb.stage_ms || {}).map(([k, v]) => `${k} ${v.toFixed(1)}`).join('  ');
+  $('uptime').textContent = duration(st.uptime);
+  $('restarts').textContent = st.restarts;
+  $('hours').textContent = (st.open ? 'open' : 'closed') + (st.next_change ? ' until ' + st.next_change : '');
+  if (!cueFilled) {
+    st.playlist.forEach((e, i) => { const o = document.createElement('option'); o.value = String(i);
+      o.textContent = e.show.split('/').pop(); $('cue-show').appendChild(o); });
+    cueFilled = true;
+  }
+  const errors = $('errors'); errors.replaceChildren();
+  for (const e of st.errors.slice().reverse()) {
+    const p = document.createElement('p'); p.className = 'bad'; p.textContent = when(e.time) + '  ' + e.message;
+    errors.appendChild(p);
+    if (e.traceback) {
+      const pre = document.createElement('pre'); pre.textContent = e.traceback; errors.appendChild(pre);
+    }
+  }
+  $('events').textContent = st.events.slice().reverse()
+    .map((e) => `${when(e.time)}  ${e.kind}  ${e.detail}`).join('\\n');
+}
+async function control(path, body) {
+  const token = $('token').value;
+  sessionStorage.setItem('kiosk-token', token);
+  const r = await fetch(path, {method: 'POST', body: body ? JSON.stringify(body) : null,
+    headers: Object.assign({'Content-Type': 'application/json'}, token ? {'Authorization': 'Bearer ' + token} : {})});
+  const answer = await r.json().catch(() => ({}));
+  $('message').textContent = r.status === 202 ? `${r.status}: accepted ${answer.accepted}`
+                                               : `${r.status}: ${answer.detail || 'refused'}`;
+  $('message').className = r.status === 202 ? 'ok' : 'bad';
+  refresh();
+}
+$('token').value = sessionStorage.getItem('kiosk-token') || '';
+$('restart').onclick = () => control('/api/restart');
+$('next').onclick = () => control('/api/next');
+$('cue').onclick = () => control('/api/cue', {show: $('cue-show').value});
+refresh(); setInterval(refresh, 2000);
+</script>
+</body></html>
+"""

@@ -1,0 +1,498 @@
+"""The supervisor: one engine child process at a time, kept alive.
+
+Each loop turn (every `POLL` seconds) it: applies staff commands; reloads a changed site or show file
+(validated first: a bad edit is refused, logged, and the running show goes on); follows opening hours and
+the playlist; checks the child (exited? no new frame for `heartbeat_timeout`?), kills and restarts it
+with exponential back-off; after `failures_before_safe` failures in a row plays the safe show; writes its
+state file atomically; pings systemd. The engine proves it is alive by rewriting its heartbeat file
+(`masquerade run --heartbeat PATH`) with a growing frame count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+
+from installation.kiosk import schedule
+from installation.kiosk import site as sites
+from installation.kiosk.notify import Notifier
+from installation.kiosk.state import read_json, write_json
+
+log = logging.getLogger("kiosk")
+engine_log = logging.getLogger("kiosk.engine")
+
+POLL = 0.1  # seconds between loop turns
+STOP_GRACE = 5.0  # seconds a child gets to quit after SIGTERM before SIGKILL
+USER_ERROR = 2  # the engine's exit status for a bad show or a missing model (engine/cli.py)
+
+
+def fingerprint(path: Path) -> str | None:
+    """Changes when the file's content changes; None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Child:
+    """One run of the engine: its process (a session of its own, so the whole group can be killed),
+    its output (logged line by line, the last lines kept for tracebacks) and its heartbeat."""
+
+    def __init__(self, argv: list[str], cwd: Path, heartbeat: Path, show: Path, env: dict):
+        heartbeat.unlink(missing_ok=True)
+        self.show, self.heartbeat_path = show, heartbeat
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True, text=True, errors="replace")
+        self.pid = self.proc.pid
+        self.tail: deque[str] = deque(maxlen=200)
+        self.heartbeat: dict | None = None
+        self.first_beat: float | None = None  # monotonic time of the first heartbeat
+        self.last_beat: float | None = None  # monotonic time the frame count last grew
+        self._reader = threading.Thread(target=self._read, name=f"engine-{self.pid}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            line = line.rstrip()
+            self.tail.append(line)
+            engine_log.info("[%d] %s", self.pid, line)
+
+    def poll_heartbeat(self, now: float) -> None:
+        beat = read_json(self.heartbeat_path)
+        if not beat or beat.get("pid") != self.pid:
+            return
+        if self.heartbeat is None or beat.get("frames") != self.heartbeat.get("frames"):
+            self.last_beat = now
+            if self.first_beat is None:
+                self.first_beat = now
+        self.heartbeat = beat
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, grace: float = STOP_GRACE) -> int | None:
+        """Ask the engine to quit, then make sure it has; its exit status."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            self.signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+        return self.reap()
+
+    def kill(self) -> int | None:
+        self.signal(signal.SIGKILL)
+        return self.reap()
+
+    def reap(self) -> int | None:
+        try:
+            code = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            return None
+        self._reader.join(2)
+        return code
+
+    def traceback(self) -> str:
+        """The last traceback the engine printed, else its last lines."""
+        lines = list(self.tail)
+        starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+        return "\n".join(lines[starts[-1]:] if starts else lines[-20:])
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class Supervisor:
+    def __init__(self, site: sites.Site, notifier: Notifier | None = None, recent=None):
+        self.site = site
+        self.notifier = notifier or Notifier()
+        self.recent = recent  # logs.Recent: the last log lines, for the status page
+        self.commands: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.child: Child | None = None
+        self.started_wall = time.time()
+        site.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = site.state_dir / "state.json"
+        self.heartbeat_path = site.state_dir / "heartbeat.json"
+        self.site_print = fingerprint(site.source)
+        self.valid: dict[Path, str] = {}  # show -> fingerprint that passed validation
+        self.bad: dict[Path, str | None] = {}  # show -> fingerprint that failed (skipped until it changes)
+        self.playing_print: str | None = None  # fingerprint of the show file the child was started with
+        self.events: deque[dict] = deque(maxlen=50)
+        self.errors: deque[dict] = deque(maxlen=20)
+        self.failures = 0  # consecutive
+        self.restarts = 0  # engine starts after the first, over the kiosk's life (kept in the state file)
+        self.starts = 0
+        self.safe_mode = False
+        self.safe_since = 0.0
+        self.next_start = 0.0  # monotonic: no start before this (back-off)
+        self.index, self.entry_started = 0, time.time()
+        self.last_heartbeat: dict | None = None
+        self.mode = "starting"
+        self._last_state_write = float("-inf")
+        self._restore()
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Pick up where the last supervisor stopped: the playlist entry, the counters, and no orphan."""
+        old = read_json(self.state_path)
+        if not old:
+            return
+        self.restarts = int(old.get("restarts", 0))
+        self.valid = {Path(k): v for k, v in (old.get("validated") or {}).items()}  # content hashes: still valid
+        self.events.extend(old.get("events", [])[-50:])
+        self.errors.extend(old.get("errors", [])[-20:])
+        index = old.get("playlist_index")
+        if isinstance(index, int) and 0 <= index < len(self.site.playlist) \
+                and str(self.site.playlist[index].show) == old.get("playlist_show"):
+            self.index = index
+            self.entry_started = float(old.get("entry_started", time.time()))
+        orphan = (old.get("child") or {}).get("pid")
+        if isinstance(orphan, int) and _is_our_engine(orphan, self.heartbeat_path):
+            log.warning("an engine (pid %d) from the previous supervisor is still running: stopping it", orphan)
+            try:
+                os.killpg(orphan, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.event("resumed", f"playlist entry {self.index} ({self.site.playlist[self.index].show.name})")
+
+    def event(self, kind: str, detail: str = "") -> None:
+        with self.lock:
+            self.events.append({"time": time.time(), "kind": kind, "detail": detail})
+        self._last_state_write = float("-inf")  # write the state file on this turn
+
+    def error(self, message: str, traceback: str = "") -> None:
+        log.error("%s%s", message, f"\n{traceback}" if traceback else "")
+        with self.lock:
+            self.errors.append({"time": time.time(), "message": message, "traceback": traceback})
+        self._last_state_write = float("-inf")
+
+    def snapshot(self) -> dict:
+        """Everything the state file and the status page show, as plain data."""
+        child = self.child
+        with self.lock:
+            now = datetime.now()
+            return {
+                "site": self.site.name, "supervisor_pid": os.getpid(), "updated": time.time(),
+                "started": self.started_wall, "uptime": time.time() - self.started_wall, "mode": self.mode,
+                "show": str(child.show) if child else None,
+                "playlist": [{"show": str(e.show), "seconds": e.seconds} for e in self.site.playlist],
+                "playlist_index": self.index, "playlist_show": str(self.site.playlist[self.index].show),
+                "entry_started": self.entry_started, "safe_show": str(self.site.safe_show),
+                "safe_mode": self.safe_mode, "open": schedule.is_open(self.site.hours, now),
+                "next_change": (lambda t: t.isoformat() if t else None)(schedule.next_change(self.site.hours, now)),
+                "restarts": self.restarts, "consecutive_failures": self.failures,
+                "child": None if child is None else {
+                    "pid": child.pid, "show": str(child.show), "started": child.started_wall,
+                    "running": child.proc.poll() is None, "seconds_since_frame":
+                        None if child.last_beat is None else round(time.monotonic() - child.last_beat, 2)},
+                "heartbeat": self.last_heartbeat,
+                "show_time": (self.last_heartbeat or {}).get("t"),
+                "controls": self.site.status.token is not None,
+                "validated": {str(k): v for k, v in self.valid.items()},
+                "events": list(self.events), "errors": list(self.errors),
+            }
+
+    def write_state(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_state_write < 1.0:
+            return
+        self._last_state_write = now
+        try:
+            write_json(self.state_path, self.snapshot())
+        except OSError as e:  # a full disk: keep running, say so (once a minute at most)
+            log.error("state file %s not written: %s", self.state_path, e)
+            self._last_state_write = now + 59
+
+    # -- shows ------------------------------------------------------------------------------------------
+
+    def validate(self, show: Path) -> str | None:
+        """None when `show` would play (cached by content), else why not."""
+        print_ = fingerprint(show)
+        if print_ is not None and self.valid.get(show) == print_:
+            return None
+        why = check_show(show)
+        if why is None:
+            self.valid[show] = print_
+        return why
+
+    def usable(self, show: Path) -> bool:
+        """Not known bad (a bad show is tried again once its file changes)."""
+        if show in self.bad:
+            if self.bad[show] == fingerprint(show):
+                return False
+            del self.bad[show]
+        return True
+
+    def mark_bad(self, show: Path, why: str, traceback: str = "") -> None:
+        self.bad[show] = fingerprint(show)
+        self.valid.pop(show, None)
+        self.error(f"show skipped: {why}", traceback)
+        self.event("skipped", str(show))
+
+    def wanted(self) -> Path | None:
+        """The show that should be playing now; None when the kiosk is closed."""
+        if not schedule.is_open(self.site.hours, datetime.now()):
+            return None
+        if self.safe_mode:
+            return self.site.safe_show
+        n = len(self.site.playlist)
+        for step in range(n):  # the scheduled entry, or the next usable one
+            show = self.site.playlist[(self.index + step) % n].show
+            if self.usable(show):
+                if step:
+                    self.index, self.entry_started = (self.index + step) % n, time.time()
+                return show
+        if not self.safe_mode:
+            self.enter_safe_mode("no show in the playlist can play")
+        return self.site.safe_show
+
+    def enter_safe_mode(self, why: str) -> None:
+        self.safe_mode, self.safe_since = True, time.monotonic()
+        log.warning("playing the safe show %s: %s", self.site.safe_show, why)
+        self.event("safe-mode", why)
+
+    def leave_safe_mode(self, why: str) -> None:
+        if self.safe_mode:
+            self.safe_mode, self.failures = False, 0
+            self.event("safe-mode-off", why)
+
+    # -- the child --------------------------------------------------------------------------------------
+
+    def start(self, show: Path) -> None:
+        """Start the engine on `show`. It is not validated first: the engine checks its show itself and
+        exits with status 2 when it cannot play it (a bad file, a missing model), and is then skipped."""
+        argv = [*self.site.command, "run", str(show), "--heartbeat", str(self.heartbeat_path), *self.site.args]
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        try:
+            self.child = Child(argv, self.site.state_dir, self.heartbeat_path, show, env)
+        except OSError as e:
+            self.error(f"cannot start the engine ({' '.join(argv)}): {e}")
+            self.failed("start failed", backoff_only=True)
+            return
+        self.playing_print = fingerprint(show)
+        if self.starts:
+            self.restarts += 1
+        self.starts += 1
+        log.info("engine started: pid %d, %s", self.child.pid, show)
+        self.event("start", f"pid {self.child.pid}: {show}")
+
+    def stop_child(self, why: str) -> None:
+        child, self.child = self.child, None
+        if child is not None:
+            code = child.stop()
+            log.info("engine pid %d stopped (%s): %s", child.pid, why, describe_exit(code))
+            self.event("stop", f"pid {child.pid}: {why}")
+
+    def failed(self, what: str, backoff_only: bool = False) -> None:
+        """Count a failure and set the back-off: the first restart is at once, then 1, 2, 4 ... s."""
+        self.failures += 1
+        w = self.site.watchdog
+        delay = 0.0 if self.failures == 1 else min(w.backoff_max, w.backoff_initial * 2 ** (self.failures - 2))
+        self.next_start = time.monotonic() + delay
+        if not backoff_only and not self.safe_mode and self.failures >= w.failures_before_safe:
+            self.enter_safe_mode(f"{self.failures} failures in a row (last: {what})")
+        if delay:
+            log.warning("next engine start in %.1f s (failure %d in a row)", delay, self.failures)
+
+    def check_child(self, now: float) -> None:
+        child = self.child
+        if child is None:
+            return
+        child.poll_heartbeat(now)
+        if child.heartbeat is not None:
+            self.last_heartbeat = child.heartbeat
+        code = child.proc.poll()
+        w = self.site.watchdog
+        if code is not None:
+            child.reap()
+            self.child = None
+            how = describe_exit(code)
+            if code == USER_ERROR and child.show != self.site.safe_show:
+                self.mark_bad(child.show, f"{child.show}: the engine refused it ({how})", child.traceback())
+                self.next_start = now
+                return
+            self.error(f"engine pid {child.pid} {how} ({child.show.name})", child.traceback())
+            self.event("crash", f"pid {child.pid} {how}")
+            self.failed(how)
+            return
+        if child.last_beat is None:
+            if now - child.started > w.startup_timeout:
+                self.hung(child, f"no frame {w.startup_timeout:.0f} s after the start")
+        elif now - child.last_beat > w.heartbeat_timeout:
+            self.hung(child, f"no new frame for {now - child.last_beat:.1f} s")
+        elif self.failures and now - child.last_beat < 1 and now - child.first_beat > w.healthy_after:
+            self.failures = 0
+            log.info("engine healthy for %.0f s: failure count reset", w.healthy_after)
+
+    def hung(self, child: Child, why: str) -> None:
+        code = child.kill()
+        self.child = None
+        self.error(f"engine pid {child.pid} hung ({why}): killed, {describe_exit(code)}", child.traceback())
+        self.event("hang", f"pid {child.pid}: {why}")
+        self.failed("hang")
+
+    # -- reloads and commands ---------------------------------------------------------------------------
+
+    def reload_site(self) -> None:
+        print_ = fingerprint(self.site.source)
+        if print_ is None or print_ == self.site_print:
+            return
+        self.site_print = print_
+        try:
+            new = sites.load(self.site.source)
+        except sites.SiteError as e:
+            self.error(f"site file edit refused, the old settings stay: {e}")
+            self.event("reload-refused", str(self.site.source))
+            return
+        new.status, new.state_dir, new.log_dir = self.site.status, self.site.state_dir, self.site.log_dir
+        old_show = self.site.playlist[self.index].show
+        self.site = new
+        if self.index >= len(new.playlist) or new.playlist[self.index].show != old_show:
+            self.index, self.entry_started = 0, time.time()
+        log.info("site file reloaded: %s", new.source)
+        self.event("reload", str(new.source))
+
+    def reload_show(self) -> None:
+        child = self.child
+        if child is None or self.playing_print is None:
+            return
+        print_ = fingerprint(child.show)
+        if print_ == self.playing_print:
+            return
+        self.playing_print = print_  # judged once per edit
+        why = self.validate(child.show)
+        if why is not None:
+            self.error(f"show edit refused, the running show goes on: {why}")
+            self.event("reload-refused", str(child.show))
+            return
+        log.info("show file changed and valid: restarting the engine with it")
+        self.stop_child("show file changed")
+        self.event("reload", str(child.show))
+
+    def handle(self, command: tuple) -> None:
+        kind, arg = command
+        log.info("staff command: %s %s", kind, arg if arg is not None else "")
+        self.event("command", f"{kind} {arg if arg is not None else ''}".strip())
+        if kind == "restart":
+            self.stop_child("restart requested")
+            self.next_start = 0.0
+        elif kind in ("next", "cue"):
+            n = len(self.site.playlist)
+            self.index = (self.index + 1) % n if kind == "next" else arg
+            self.entry_started = time.time()
+            self.leave_safe_mode(f"{kind} requested")
+            self.failures, self.next_start = 0, 0.0
+            show = self.site.playlist[self.index].show
+            self.bad.pop(show, None)  # a staff member asked for it: try it
+            self.stop_child(f"{kind} requested")
+
+    def find_entry(self, show: str) -> int | None:
+        for i, entry in enumerate(self.site.playlist):
+            if show in (str(entry.show), entry.show.name, str(i)) or entry.show.match(show):
+                return i
+        return None
+
+    # -- the loop ---------------------------------------------------------------------------------------
+
+    def turn(self) -> None:
+        now = time.monotonic()
+        while True:
+            try:
+                self.handle(self.commands.get_nowait())
+            except queue.Empty:
+                break
+        self.reload_site()
+        self.reload_show()
+        if not self.safe_mode:
+            durations = [e.seconds for e in self.site.playlist]
+            index, started = schedule.advance(durations, self.index, self.entry_started, time.time())
+            if index != self.index:
+                self.index, self.entry_started = index, started
+                self.event("next", f"playlist entry {index}")
+        elif now - self.safe_since > self.site.watchdog.safe_retry_minutes * 60:
+            self.leave_safe_mode("trying the scheduled show again")
+        self.check_child(now)
+        want = self.wanted()
+        if self.child is not None and self.child.show != want:
+            self.stop_child("schedule" if want is None else f"switching to {want.name}")
+        if want is None:
+            self.mode = "closed"
+        elif self.child is None and now >= self.next_start:
+            self.start(want)
+        if want is not None:
+            self.mode = ("safe" if self.safe_mode else "playing") if self.child and self.child.last_beat \
+                else ("starting" if self.child else "waiting")
+        self.write_state()
+        self.notifier.watchdog()
+        beat = self.last_heartbeat or {}
+        self.notifier.status(f"{self.mode}: {want.name if want else 'closed'}, {beat.get('fps', 0):.0f} fps, "
+                             f"{self.restarts} restarts")
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: setattr(self, "stopping", True))
+        log.info("kiosk supervisor for %s (pid %d): %d shows in the playlist, safe show %s", self.site.name,
+                 os.getpid(), len(self.site.playlist), self.site.safe_show)
+        self.notifier.ready(f"supervising {self.site.name}")
+        try:
+            while not self.stopping:
+                self.turn()
+                time.sleep(POLL)
+        finally:
+            self.notifier.stopping()
+            self.stop_child("supervisor stopping")
+            self.mode = "stopped"
+            self.write_state(force=True)
+            log.info("kiosk supervisor stopped")
+        return 0
+
+
+def check_show(show: Path) -> str | None:
+    """None when the engine would play `show`, else why not: checked in a separate interpreter, since
+    reading a show imports torch (installation/kiosk/validate.py)."""
+    if fingerprint(show) is None:
+        return f"{show}: cannot read the show file"
+    try:
+        done = subprocess.run([sys.executable, "-m", "installation.kiosk.validate", str(show)],
+                              cwd=sites.PROJECT_ROOT, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return f"{show}: validating took more than 30 s"
+    if done.returncode == 0:
+        return None
+    return done.stdout.strip() or done.stderr.strip() or f"validation exited with status {done.returncode}"
+
+
+def _is_our_engine(pid: int, heartbeat: Path) -> bool:
+    """Is `pid` an engine started by a supervisor of this site (its command line names our heartbeat)?"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(heartbeat).encode() in cmdline
