@@ -89,6 +89,12 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         devices.append(MidiInput(controls.bus, None if show.midi.port == "any" else show.midi.port))
     for device in devices:
         device.start()
+    if show.tempo.link:  # live only: Link's beat runs on its own clock, not show time
+        from engine.controls.tempo import LinkClock
+
+        pipeline.link = LinkClock(show.tempo.bpm, show.tempo.beats_per_bar).start()
+        if pipeline.link.state != "connected":
+            log.warning("tempo.link: %s; the show keeps its own tempo", pipeline.link.reason)
     sink = sinks.for_path(opts.out, show.output.fps) if opts.out else None
     compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
@@ -141,6 +147,8 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             receiver.stop()
         for device in devices:
             device.stop()
+        if pipeline.link is not None:
+            pipeline.link.stop()
         if sink is not None:
             sink.close()
         surface.close()

@@ -13,7 +13,8 @@ import torch
 
 from engine import filters, walks
 from engine.controls.bus import Bus, declare_all
-from engine.controls.state import ControlState
+from engine.controls.state import ControlState, TempoFeed
+from engine.controls.tempo import Tempo
 from engine.errors import MasqueradeError
 from engine.frame import Frame, Tick, check_image, to_uint8_hwc
 from engine.generators import importers
@@ -72,6 +73,11 @@ class Pipeline:
         except MasqueradeError as e:
             raise ShowError(f"{where}: latent.bookmarks: {e}") from None
         self.cues = {cue.number: cue for cue in show.cues}
+        tempo = show.tempo
+        self.tempo = Tempo(tempo.bpm, tempo.downbeat, tempo.beats_per_bar)
+        self._bpm_param = tempo.bpm  # the last tempo.bpm the bus gave: a change of it sets the tempo
+        self._beat_feed = TempoFeed(self.tempo)
+        self.link = None  # a started controls.tempo.LinkClock (live runs with [tempo] link = true)
         self.filters = [self._build_filter(stage) for stage in show.filters]
         self.controls_of = [list(stage.controls()) for stage in show.filters]  # each filter's live params
         self.times = StageTimes()
@@ -98,28 +104,49 @@ class Pipeline:
             if hasattr(f, "reset"):
                 f.reset()
 
-    def _cue(self, snap, t: float, walk_time: float):
-        """`/masq/scene/cue N`: post the cue's values (source `cue:<param>`) and apply them on this very
-        frame; then its keyframe cut and bookmark recall."""
-        if not snap.fired("scene.cue"):
-            return snap, walk_time
-        number = int(snap["scene.cue"])
-        cue = self.cues.get(number)
-        if cue is None:
-            log.info("cue %d is not in the show; ignored", number)
-            return snap, walk_time
+    def _derive(self, snap, t: float, walk_time: float):
+        """Sources the show derives from this frame's events, applied on this very frame: a cue's values
+        (source `cue:<param>`) and the beat (`tempo:*`, after this frame's taps). Neither is recorded; a
+        replay derives them again from the recorded cue and tap triggers."""
+        cue = None
+        if snap.fired("scene.cue"):
+            cue = self.cues.get(int(snap["scene.cue"]))
+            if cue is None:
+                log.info("cue %d is not in the show; ignored", int(snap["scene.cue"]))
         bus = self.controls.bus
-        for target, value in cue.set.items():
-            bus.post(f"cue:{target}", value, at=t)
-        after = bus.snapshot(t)  # the same show time: the cue's values apply now, not a frame late
+        if cue is not None:
+            for target, value in cue.set.items():
+                bus.post(f"cue:{target}", value, at=t)
+        self._beat(snap, t)
+        self._beat_feed(bus, t)
+        after = bus.snapshot(t)  # the same show time: derived values apply now, not a frame late
         snap = dataclasses.replace(after, triggers=snap.triggers | after.triggers)
-        jump = getattr(self.walk, "jump", None)
-        if cue.keyframe and jump is not None:
-            walk_time = self.controls.walk_time = jump(walk_time, to=cue.keyframe - 1)
-            self.reset_filters()
-        if cue.bookmark:
-            self.steer.recall(cue.bookmark, t)
+        if cue is not None:
+            jump = getattr(self.walk, "jump", None)
+            if cue.keyframe and jump is not None:
+                walk_time = self.controls.walk_time = jump(walk_time, to=cue.keyframe - 1)
+                self.reset_filters()
+            if cue.bookmark:
+                self.steer.recall(cue.bookmark, t)
         return snap, walk_time
+
+    def _beat(self, snap, t: float) -> None:
+        """Tap tempo, the BPM param or an Ableton Link session move the show's beat; beat-locked walks
+        follow it."""
+        session = self.link.now() if self.link is not None else None
+        if session is not None:  # Link leads: its tempo, its beat count placed at this frame's show time
+            self.tempo.set(bpm=session["tempo:bpm"])
+            self.tempo.set(downbeat=t - session["tempo:beat_count"] * self.tempo.period)
+        if snap.fired("tempo.tap"):
+            self.tempo.tap(t)
+        if snap["tempo.bpm"] != self._bpm_param:
+            self._bpm_param = snap["tempo.bpm"]
+            beats = self.tempo.beats_at(t)
+            self.tempo.set(bpm=self._bpm_param)
+            self.tempo.set(downbeat=t - beats * self.tempo.period)  # the beat count carries on
+        follow = getattr(self.walk, "follow", None)
+        if follow is not None:
+            follow(self.tempo.bpm, self.tempo.downbeat)
 
     def _keyframe_cuts(self, snap, walk_time: float) -> float:
         """OSC keyframe buttons (/masq/keyframe/next, /prev, /index N) cut walks that have keyframes."""
@@ -150,10 +177,11 @@ class Pipeline:
     def generate(self, tick: Tick) -> Frame:
         with self.times.time("control"):
             snap, walk_time = self.controls.at(tick.t)  # one consistent snapshot for this frame
-            snap, walk_time = self._cue(snap, tick.t, walk_time)
+            snap, walk_time = self._derive(snap, tick.t, walk_time)  # cues, tap tempo, beats
             walk_time = self._keyframe_cuts(snap, walk_time)
         with self.times.time("walk"):
-            walk_tick = Tick(tick.index, walk_time)
+            locked = getattr(self.walk, "clock", "walk") == "show"
+            walk_tick = Tick(tick.index, tick.t if locked else walk_time)
             z = self.walk.step(walk_tick)  # [1, z_dim]
             if snap["walk.energy"] > 0:
                 z = slerp(z[0], self.wander.step(walk_tick)[0], 0.5 * snap["walk.energy"])[None]

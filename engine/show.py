@@ -141,6 +141,21 @@ class AudioSection:
 
 
 @dataclass
+class TempoSection:
+    """The show's beat: `tempo:beat`, `tempo:downbeat`, `tempo:phase`, `tempo:bar_phase`, `tempo:bpm`
+    sources, tap tempo (`/masq/tempo/tap`), and what beat-locked walks follow (docs/inputs.md)."""
+    bpm: float = 0.0  # 0: the beats walk's bpm, else 120
+    downbeat: float = -1.0  # show time of a first beat (-1: the beats walk's downbeat, else 0)
+    beats_per_bar: int = 4
+    link: bool = False  # join an Ableton Link session (live only; needs the aalink package)
+
+    def validate(self, where: str) -> None:
+        if self.bpm and not 20 <= self.bpm <= 400:
+            raise ShowError(f"{where}: tempo.bpm must be 20..400 (or 0: from the walk), got {self.bpm}")
+        _positive(where, "tempo.beats_per_bar", self.beats_per_bar)
+
+
+@dataclass
 class CameraSection:
     """A camera watching the visitors (`camera:motion`, `camera:flow_x|y`, `camera:presence`,
     `camera:faces`, `camera:face_x|y`, `camera:hue|saturation|value`; docs/inputs.md). Lost or
@@ -229,6 +244,7 @@ class Show:
     filters: list[FilterStage] = field(default_factory=list)  # applied in order after the generator
     latent: LatentSection = field(default_factory=LatentSection)
     cues: list[Cue] = field(default_factory=list)
+    tempo: TempoSection = field(default_factory=TempoSection)
     osc: OscSection = field(default_factory=OscSection)
     audio: AudioSection = field(default_factory=AudioSection)
     camera: CameraSection = field(default_factory=CameraSection)
@@ -265,12 +281,12 @@ def load(path: str | Path) -> Show:
 
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
-    sections = ("model", "walk", "style", "output", "filters", "latent", "cue", "osc", "audio", "camera", "midi",
-                "bind")
+    sections = ("model", "walk", "style", "output", "filters", "latent", "cue", "tempo", "osc", "audio", "camera",
+                "midi", "bind")
     unknown = set(data) - {"name", *sections}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level (expected name, [model], "
-                        "[walk], [style], [output], [[filters]], [latent], [[cue]], [osc], [audio], [camera], "
+                        "[walk], [style], [output], [[filters]], [latent], [[cue]], [tempo], [osc], [audio], [camera], "
                         "[midi], [[bind]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
@@ -282,6 +298,7 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 style=_section(StyleSection, data, "style", where),
                 filters=_filters(data.get("filters", []), where),
                 latent=_section(LatentSection, data, "latent", where),
+                tempo=_section(TempoSection, data, "tempo", where),
                 osc=_section(OscSection, data, "osc", where),
                 audio=_section(AudioSection, data, "audio", where),
                 camera=_section(CameraSection, data, "camera", where),
@@ -293,6 +310,13 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     show.osc.validate(where)
     show.model.validate(where)
     show.latent.validate(where)
+    show.tempo.validate(where)
+    if show.walk.kind == "beats":  # one beat for the walk and the tempo sources; taps move both
+        show.tempo.bpm = show.tempo.bpm or float(show.walk.options.get("bpm", 120.0))
+        if show.tempo.downbeat < 0:
+            show.tempo.downbeat = float(show.walk.options.get("downbeat", 0.0))
+    show.tempo.bpm = show.tempo.bpm or 120.0
+    show.tempo.downbeat = max(show.tempo.downbeat, 0.0)
     show.cues = _cues(data.get("cue", []), where)
     show.bindings = _bindings(data.get("bind", []), where, show)
     show.walk.validate(where)
@@ -317,6 +341,7 @@ def control_params(show: Show) -> list:
     from engine.controls.bus import Param, with_default
 
     starts = {"walk.truncation": show.walk.truncation, "style.class": max(show.style.class_label, 0),
+              "tempo.bpm": show.tempo.bpm,
               "style.mix": 1.0 if show.style.mix_seed >= 0 else 0.0}
     params = [with_default(p, starts[p.name]) if p.name in starts else p for p in default_params()]
     r = show.latent.direction_range

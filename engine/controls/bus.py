@@ -35,7 +35,7 @@ from types import MappingProxyType
 from engine.errors import MasqueradeError
 
 SCHEMES = ("osc", "midi", "camera", "audio", "tempo", "cue", "web", "key")  # "web" and "key" have no input yet
-DERIVED = ("cue:",)  # sources the engine posts itself from the show; replay derives them again, so never recorded
+DERIVED = ("cue:", "tempo:")  # sources the engine derives from the show and recorded events: never recorded
 CURVES = ("linear", "exp")
 OSC_FORBIDDEN = set(" #*,?[]{}")  # OSC 1.0: characters an address may not contain
 

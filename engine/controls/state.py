@@ -45,6 +45,20 @@ class MidiFileFeed:
             self._next += 1
 
 
+class TempoFeed:
+    """The show's `Tempo` as sources (`tempo:beat`, `tempo:downbeat`, `tempo:phase`, `tempo:bar_phase`,
+    `tempo:bpm`), posted at each frame's show time: beats that fell since the previous frame fire once."""
+
+    def __init__(self, tempo):
+        self.tempo = tempo
+        self._previous: float | None = None
+
+    def __call__(self, bus: Bus, t: float) -> None:
+        for source, value in self.tempo.features_at(t, self._previous).items():
+            bus.post(source, value, at=t)
+        self._previous = t
+
+
 class ControlState:
     def __init__(self, bus: Bus, replay: Recording | None = None, record: bool = False, feeds=()):
         self.bus = bus

@@ -42,6 +42,16 @@ class BeatKeyframes:
                            downbeat=downbeat, transition=transition, keyframes=keyframes)
         self.keys = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))  # [K, z_dim]
 
+    clock = "show"  # locked to the music: fed show time, not walk time (walk.speed does not stretch a beat)
+
+    def follow(self, bpm: float, downbeat: float) -> None:
+        """Take a new tempo (tap tempo, a BPM fader): cuts fall on the new grid from now on."""
+        if (bpm, downbeat) == (self.bpm, self.downbeat):
+            return
+        self.bpm, self.downbeat = bpm, downbeat
+        self.interval = self.beats_per_keyframe * 60.0 / bpm
+        self.transition = min(self.config["transition"], 0.5 * self.interval)
+
     def cut_time(self, n: int) -> float:
         """Show time of the beat where the move to keyframe number n (counting from the downbeat) starts."""
         return self.downbeat + n * self.interval
