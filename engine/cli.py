@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset-name", default="")
     tr.add_argument("--licence", default="")
     tr.set_defaults(func=cmd_train)
+
+    from engine.latent import bookmarks_command
+
+    bookmarks_command.add_parser(sub)
     return p
 
 

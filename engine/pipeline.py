@@ -73,6 +73,12 @@ class Pipeline:
         except MasqueradeError as e:
             raise ShowError(f"{where}: latent.bookmarks: {e}") from None
         self.cues = {cue.number: cue for cue in show.cues}
+        for cue in show.cues:
+            if cue.latent:
+                try:
+                    self.steer.check(cue.latent, cue.where)
+                except MasqueradeError as e:
+                    raise ShowError(str(e)) from None
         tempo = show.tempo
         self.tempo = Tempo(tempo.bpm, tempo.downbeat, tempo.beats_per_bar)
         self._bpm_param = tempo.bpm  # the last tempo.bpm the bus gave: a change of it sets the tempo
@@ -128,6 +134,8 @@ class Pipeline:
                 self.reset_filters()
             if cue.bookmark:
                 self.steer.recall(cue.bookmark, t)
+            if cue.latent:
+                self.steer.recall(cue.latent, t)
         return snap, walk_time
 
     def _beat(self, snap, t: float) -> None:

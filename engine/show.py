@@ -232,6 +232,7 @@ class Cue:
     set: dict = field(default_factory=dict)  # param -> value, posted as source `cue:<param>`
     keyframe: int = 0  # jump to keyframe N (from 1; 0: stay)
     bookmark: int = 0  # recall bookmark slot N (from 1; 0: none)
+    latent: str = ""  # recall latent arithmetic on named bookmarks: "smile - frown + calm" ("": none)
 
 
 @dataclass
@@ -358,10 +359,10 @@ def _cues(rows, where: str) -> list[Cue]:
     cues: dict[int, Cue] = {}
     for i, row in enumerate(rows, 1):
         here = f"{where} [[cue]] #{i}"
-        unknown = set(row) - {"number", "name", "set", "keyframe", "bookmark"}
+        unknown = set(row) - {"number", "name", "set", "keyframe", "bookmark", "latent"}
         if unknown:
             raise ShowError(f"{here}: unknown key {sorted(unknown)[0]!r} (expected number, name, set, keyframe, "
-                            "bookmark)")
+                            "bookmark, latent)")
         number = _coerce(row.get("number", i), int, f"{here}: number")
         if not 1 <= number <= 999 or number in cues:
             raise ShowError(f"{here}: number must be 1..999 and unique, got {number}")
@@ -371,7 +372,8 @@ def _cues(rows, where: str) -> list[Cue]:
         cue = Cue(number, here, _coerce(row.get("name", ""), str, f"{here}: name"),
                   {k: _coerce(v, float, f"{here}: set.{k}") for k, v in values.items()},
                   _coerce(row.get("keyframe", 0), int, f"{here}: keyframe"),
-                  _coerce(row.get("bookmark", 0), int, f"{here}: bookmark"))
+                  _coerce(row.get("bookmark", 0), int, f"{here}: bookmark"),
+                  _coerce(row.get("latent", ""), str, f"{here}: latent"))
         if cue.keyframe < 0 or cue.bookmark < 0:
             raise ShowError(f"{here}: keyframe and bookmark count from 1 (0: none)")
         cues[number] = cue

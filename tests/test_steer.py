@@ -158,3 +158,26 @@ def test_a_recorded_cue_replays_to_the_same_frames(tmp_path):
     b = play(replayed, 2.0)
     for t in a:
         torch.testing.assert_close(a[t], b[t])
+
+
+def test_bookmarks_from_the_command_line_and_a_cue_that_recalls_latent_arithmetic(tmp_path):
+    from .conftest import masquerade
+
+    marks = tmp_path / "marks.json"
+    base = ["bookmarks"]
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        assert masquerade(*base, "add", marks, name, "--seed", seed, "--model", DEFAULT_MODEL).returncode == 0
+    out = masquerade(*base, "mix", marks, "d", "a - b + c", "--model", DEFAULT_MODEL)
+    assert out.returncode == 0 and "a, b, c, d" in out.stdout, out.stderr
+    bad = masquerade(*base, "mix", marks, "e", "a - nope", "--model", DEFAULT_MODEL)
+    assert bad.returncode == 2 and "nope" in bad.stderr
+    data = json.loads(marks.read_text())["bookmarks"]
+    expected = torch.tensor(data["a"]["z"]) - torch.tensor(data["b"]["z"]) + torch.tensor(data["c"]["z"])
+    torch.testing.assert_close(torch.tensor(data["d"]["z"]), expected)
+
+    text = f'[latent]\nbookmarks = "{marks}"\nglide = 0.5\n[[cue]]\nnumber = 1\nlatent = "a - b + c"\n'
+    p = pipeline(tmp_path, text)
+    frames = play(p, 1.0, [(0.0, "osc:/masq/scene/cue", 1)])
+    torch.testing.assert_close(frames[1.0], p.styler(expected[None], 1.0), atol=2e-4, rtol=0)
+    with pytest.raises(ShowError, match=r"\[\[cue\]\] #1: latent: .*'zzz'"):
+        pipeline(tmp_path, f'[latent]\nbookmarks = "{marks}"\n[[cue]]\nlatent = "a + zzz"\n')

@@ -63,15 +63,23 @@ class Steer:
             except OSError as e:  # a full disk must not stop the show; the slot is still in memory
                 log.warning("bookmark slot %d kept in memory only: %s", slot, e)
 
-    def recall(self, slot: int, t: float) -> bool:
+    def recall(self, slot: int | str, t: float) -> bool:
+        """Glide to slot N, or to latent arithmetic on named bookmarks ("smile - frown + calm")."""
         try:
-            target = self.marks[f"slot{slot}"].z
-        except BookmarkError:
+            target = self.marks[f"slot{slot}"].z if isinstance(slot, int) else self.marks.combine(slot).z
+        except BookmarkError as e:
             self.ignored += 1
-            log.info("bookmark slot %d is empty; recall ignored", slot)
+            log.info("recall ignored: %s", e)
             return False
         self._recall = (target, t)
         return True
+
+    def check(self, expression: str, where: str) -> None:
+        """Refuse at load time an expression that names bookmarks the file does not have."""
+        try:
+            self.marks.combine(expression)
+        except BookmarkError as e:
+            raise BookmarkError(f"{where}: latent: {e}") from None
 
     # --- every frame --------------------------------------------------------------------------------
 
