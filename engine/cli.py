@@ -75,6 +75,13 @@ def cmd_render(args) -> None:
     from engine.loop import render
 
     show = shows.load(args.show)
+    if args.workers or args.ray:  # frames drawn by Ray tasks, joined in order: the same file
+        from engine.distributed import render_distributed
+
+        render_distributed(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps,
+                           device=args.device, progress=not args.quiet, replay=args.replay,
+                           workers=args.workers or 2, address=args.ray)
+        return
     render(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps, device=args.device,
            progress=not args.quiet, replay=args.replay)
 
@@ -172,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ren.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ren.add_argument("--replay", type=Path, help="a set recorded with `run --record`: re-render that performance")
+    ren.add_argument("--workers", type=_positive_int, help="render on Ray with N tasks at a time (pip install "
+                                                          "'masquerade[distributed]'); the same frames")
+    ren.add_argument("--ray", metavar="ADDRESS", help="with --workers: join a running Ray cluster at ADDRESS "
+                                                     "(`ray start --head` prints it; auto: the one on this machine); "
+                                                     "default: a local Ray started for this render")
     ren.set_defaults(func=cmd_render)
 
     mod = sub.add_parser("models", help="describe and import model files")

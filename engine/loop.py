@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import sinks
@@ -24,6 +24,7 @@ from engine.frame import Tick
 from engine.pipeline import Pipeline, make_bus
 from engine.producer import Producer, blend_weight
 from engine.show import Show
+from engine.sinks.live import Feed, Outputs, Report
 from engine.sinks.video import Writer as VideoWriter
 from engine.sinks.video import mux_audio
 
@@ -57,6 +58,7 @@ class LiveRun:
     frames: int  # frames presented
     seconds: float  # wall time of the loop itself (setup excluded)
     stage_ms: dict[str, float]  # smoothed time per frame of each stage
+    sinks: dict[str, Report] = field(default_factory=dict)  # frames written and dropped, per live sink
 
 
 def run_live(show: Show, opts: LiveOptions) -> LiveRun:
@@ -95,7 +97,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         pipeline.link = LinkClock(show.tempo.bpm, show.tempo.beats_per_bar).start()
         if pipeline.link.state != "connected":
             log.warning("tempo.link: %s; the show keeps its own tempo", pipeline.link.reason)
-    sink = sinks.for_path(opts.out, show.output.fps) if opts.out else None
+    outputs = live_outputs(show, opts, surface.size)
     compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
              *surface.size, show.model_path.name)
@@ -121,9 +123,9 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
                 compositor.draw(older, newer, mix)  # blend + Lanczos upscale into compositor.fbo
             if "still" in actions:
                 save_still(compositor, opts.stills, show, tick)
-            if sink is not None:
-                with pipeline.times.time("write"):
-                    sink.write(compositor.read(), tick)
+            if outputs:
+                with pipeline.times.time("write"):  # each sink has its own thread: this only hands the frame on
+                    outputs.offer(compositor.read(), tick)
             with pipeline.times.time("present"):
                 surface.present(compositor.fbo, _stats_line(pipeline, producer) if opts.stats else "")
             shown += 1
@@ -138,9 +140,10 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             if opts.stats and time.monotonic() - last_log >= 1.0:
                 log.info("frame %d  t=%.2fs  %s", tick.index, tick.t, _stats_line(pipeline, producer))
                 last_log = time.monotonic()
-        if opts.headless and sink is None and shown:  # something to look at after a headless run
+        if opts.headless and not outputs and shown:  # something to look at after a headless run
             save_still(compositor, opts.stills, show, tick)
-        return LiveRun(shown, time.perf_counter() - started, dict(pipeline.times.mean_ms))
+        seconds = time.perf_counter() - started
+        return LiveRun(shown, seconds, dict(pipeline.times.mean_ms), outputs.close())
     finally:
         producer.close()
         if receiver is not None:
@@ -149,12 +152,31 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             device.stop()
         if pipeline.link is not None:
             pipeline.link.stop()
-        if sink is not None:
-            sink.close()
+        outputs.close()  # once: a normal end has closed them already
         surface.close()
         if opts.record is not None:
             log.info("recorded %d control events to %s", len(controls.bus.recording),
                      controls.bus.recording.save(opts.record))
+
+
+def live_outputs(show: Show, opts: LiveOptions, size: tuple[int, int]) -> Outputs:
+    """The run's sinks, each on its own feed: `--out` (headless), then the show's `[[sinks]]` rows. A sink
+    that cannot work here is logged in one line and left out: the show goes on with the others. In lockstep
+    (headless) runs, file sinks keep every frame; everything else drops frames rather than wait."""
+    fps, feeds = show.output.fps, []
+    if opts.out:
+        feeds.append(Feed(f"--out {opts.out}", sinks.for_path(opts.out, fps), lossless=opts.headless))
+    for row in show.sinks:
+        try:
+            sink = sinks.open_sink(row.kind, row.args, size, fps)
+        except (sinks.Unavailable, ValueError) as e:  # no driver here, or a value this output cannot take
+            log.error("%s is off for this run: %s", row.where, e)
+            continue
+        feeds.append(Feed(row.where, sink, lossless=opts.headless and row.kind in FILE_SINKS))
+    return Outputs(feeds)
+
+
+FILE_SINKS = ("video", "images")
 
 
 def write_heartbeat(path: Path, show: Show, tick: Tick, shown: int, fps: float, stage_ms: dict) -> None:

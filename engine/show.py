@@ -236,6 +236,14 @@ class Cue:
 
 
 @dataclass
+class SinkRow:
+    """One `[[sinks]]` row: a live output by registry name (docs/sinks.md) and its keys, checked on load."""
+    kind: str
+    args: dict
+    where: str  # "show.toml [[sinks]] #2 (stream)"
+
+
+@dataclass
 class Show:
     name: str = "Untitled"
     model: ModelSection = field(default_factory=ModelSection)
@@ -251,6 +259,7 @@ class Show:
     camera: CameraSection = field(default_factory=CameraSection)
     midi: MidiSection = field(default_factory=MidiSection)
     bindings: list = field(default_factory=list)  # [[bind]] rows as engine.controls.bus.Binding
+    sinks: list[SinkRow] = field(default_factory=list)  # live outputs besides the window (`masquerade run`)
     source: Path | None = None  # the file it came from
 
     def resolve(self, path: str) -> Path:
@@ -283,12 +292,12 @@ def load(path: str | Path) -> Show:
 
 def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show:
     sections = ("model", "walk", "style", "output", "filters", "latent", "cue", "tempo", "osc", "audio", "camera",
-                "midi", "bind")
+                "midi", "bind", "sinks")
     unknown = set(data) - {"name", *sections}
     if unknown:
         raise ShowError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level (expected name, [model], "
                         "[walk], [style], [output], [[filters]], [latent], [[cue]], [tempo], [osc], [audio], [camera], "
-                        "[midi], [[bind]])")
+                        "[midi], [[bind]], [[sinks]])")
     name = data.get("name", "Untitled")
     if not isinstance(name, str):
         raise ShowError(f"{where}: name must be a string, got {type(name).__name__}")
@@ -303,7 +312,8 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
                 osc=_section(OscSection, data, "osc", where),
                 audio=_section(AudioSection, data, "audio", where),
                 camera=_section(CameraSection, data, "camera", where),
-                midi=_section(MidiSection, data, "midi", where))
+                midi=_section(MidiSection, data, "midi", where),
+                sinks=_sinks(data.get("sinks", []), where))
     if show.midi.file and not show.resolve(show.midi.file).is_file():
         raise ShowError(f"{where}: midi.file: {show.resolve(show.midi.file)}: no such MIDI file")
     if show.audio.is_file(show) and not show.resolve(show.audio.source).is_file():
@@ -440,6 +450,24 @@ def _filters(rows, where: str) -> list[FilterStage]:
 
 
 OSC_NAME_FORBIDDEN = set(" ./#*,?[]{}")
+
+
+def _sinks(rows, where: str) -> list[SinkRow]:
+    from engine import sinks
+
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ShowError(f"{where}: sinks must be [[sinks]] tables, one per output")
+    found = []
+    for i, row in enumerate(rows, 1):
+        row = dict(row)
+        kind = row.pop("kind", None)
+        here = f"{where} [[sinks]] #{i}" + (f" ({kind})" if isinstance(kind, str) else "")
+        try:
+            sinks.check(kind, row)
+        except ValueError as e:
+            raise ShowError(f"{here}: {e}") from None
+        found.append(SinkRow(kind, row, here))
+    return found
 
 
 def _section(cls, data: dict, name: str, where: str):

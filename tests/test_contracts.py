@@ -63,22 +63,51 @@ def test_walk_is_a_pure_function_of_show_time(name):
         assert torch.equal(z, b.step(Tick(99, t)))  # same time, same latent, whatever the frame index
 
 
-@pytest.mark.parametrize("name", sinks.names())
-def test_sink_writes_what_it_is_given(name, tmp_path):
+def _sink_rows(tmp_path):
+    """Each sink's row for the contract, and how to read back what it wrote (None: it keeps nothing)."""
     from PIL import Image
 
     from engine.sinks.video import read_frames
 
-    target = {"video": {"path": tmp_path / "out.mp4", "fps": 10}, "images": {"folder": tmp_path / "png"}}[name]
-    sink = sinks.create(name, **target)
+    raw = tmp_path / "raw.rgb"
+
+    def raw_frames():
+        data = np.frombuffer(raw.read_bytes(), np.uint8)
+        return list(data.reshape(-1, 32, 48, 3))
+
+    return {
+        "video": ({"path": tmp_path / "out.mp4"}, lambda: read_frames(tmp_path / "out.mp4")),
+        "images": ({"folder": tmp_path / "png"},
+                   lambda: [np.asarray(Image.open(p)) for p in sorted((tmp_path / "png").iterdir())]),
+        "pipe": ({"command": ["dd", f"of={raw}", "status=none"]}, raw_frames),
+        "stream": ({"url": "udp://127.0.0.1:9"}, None),  # received and decoded in tests/test_sinks.py
+        "null": ({}, None),
+        "virtualcam": ({}, None),
+        "ndi": ({"name": "masquerade-contract"}, None),
+        "spout": ({}, None),
+        "syphon": ({}, None),
+    }
+
+
+@pytest.mark.parametrize("name", sinks.names())
+def test_sink_writes_what_it_is_given(name, tmp_path):
+    """Every sink takes its row's keys (checked like a show row), then either writes HxWx3 uint8 frames
+    or says in one line, naming itself, why it cannot run on this machine."""
+    row, read_back = _sink_rows(tmp_path)[name]
+    sinks.check(name, row)
+    try:
+        sink = sinks.open_sink(name, row, size=(48, 32), fps=10)
+    except sinks.Unavailable as e:
+        message = str(e)
+        assert message.startswith(f"{name}:") and "\n" not in message
+        pytest.skip(message)
     frames = [np.full((32, 48, 3), v, np.uint8) for v in (20, 120, 220)]
     for i, f in enumerate(frames):
         sink.write(f, Tick(i, i / 10))
     sink.close()
-    if name == "video":
-        back = read_frames(target["path"])
-    else:
-        back = [np.asarray(Image.open(p)) for p in sorted(target["folder"].iterdir())]
+    if read_back is None:
+        return
+    back = read_back()
     assert len(back) == 3
     for got, want in zip(back, frames, strict=True):
         assert got.shape == want.shape and np.abs(got.astype(int) - want).mean() < 3

@@ -1,0 +1,68 @@
+"""Frames per second of an offline render: one process against Ray with 1 and 2 workers, in one run.
+
+    .venv/bin/python bench/render.py [--show shows/default.toml] [--size 1920x1080] [--seconds 2] [--out mp4|png]
+
+Each figure is the whole render (chunks drawn, gathered in order, written by the driver: H.264 for mp4,
+PNG files for png) over the frame count. The Ray session is started once before timing (its start-up,
+printed apart, is paid once per render command); each Ray render pays its tasks' own model load and GL
+context per chunk. Needs Ray: pip install 'masquerade[distributed]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine import show as shows  # noqa: E402
+from engine.distributed import render_distributed  # noqa: E402
+from engine.loop import render  # noqa: E402
+from engine.show import parse_size  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--show", default="shows/default.toml")
+    p.add_argument("--size", default="1920x1080")
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--out", choices=["mp4", "png"], default="mp4")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    show, size = shows.load(args.show), parse_size(args.size)
+    frames = round(args.seconds * args.fps)
+
+    import ray
+
+    started = time.perf_counter()
+    ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_start = time.perf_counter() - started
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        def target(name):
+            return Path(tmp) / (f"{name}.mp4" if args.out == "mp4" else name)
+
+        started = time.perf_counter()
+        render(show, target("single"), args.seconds, size, args.fps, progress=False)
+        results["one process"] = frames / (time.perf_counter() - started)
+        for n in args.workers:
+            started = time.perf_counter()
+            render_distributed(show, target(f"ray{n}"), args.seconds, size, args.fps, progress=False, workers=n)
+            results[f"Ray, {n} worker{'s' if n > 1 else ''}"] = frames / (time.perf_counter() - started)
+    ray.shutdown()
+    base = results["one process"]
+    print(f"{args.show} at {size[0]}x{size[1]}, {frames} frames to {args.out}, {os.cpu_count()} CPU cores "
+          f"(Ray start-up {ray_start:.1f} s, not counted)")
+    for name, fps in results.items():
+        print(f"  {name:<16} {fps:6.2f} frames/s   x{fps / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
