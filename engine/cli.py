@@ -1,4 +1,4 @@
-"""The `masquerade` command: run, render, models, data, train.
+"""The `masquerade` command: run, render, models, data, train, train-sr, inspect.
 
 User errors (a bad show, a missing model, a malformed size) print one line and exit with status 2;
 a traceback means a bug in Masquerade, not in the user's files.
@@ -122,6 +122,19 @@ def cmd_models(args) -> None:
 
 
 def cmd_data(args) -> None:
+    if args.source == "prepare":
+        from engine.training import prepare
+
+        if args.photos is None:
+            raise UsageError("data prepare needs a photo folder: masquerade data prepare PHOTOS -o SET --size 256")
+        manifest = prepare.prepare(args.photos, args.output, size=args.size, crop=args.crop,
+                                   near_duplicate_bits=args.near_duplicates, min_side=args.min_side)
+        print(f"{args.output}: {manifest.summary()} (details in {args.output / 'manifest.json'})")
+        for entry in manifest.unreadable:
+            print(f"  unreadable: {entry['source']} ({entry['error']})")
+        if manifest.warning():
+            print(f"warning: {manifest.warning()}")
+        return
     from engine.training import emoji
 
     count = emoji.build(args.output, size=args.size)
@@ -129,16 +142,59 @@ def cmd_data(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from engine.training import distributed
     from engine.training.gan import TrainConfig, Trainer
 
-    cfg = TrainConfig(data=str(args.data), out=str(args.out), resolution=args.resolution, z_dim=args.z_dim,
+    data = args.data or args.data_dir
+    if data is None or (args.data and args.data_dir and args.data != args.data_dir):
+        raise UsageError("train needs one data folder: masquerade train DATA --out RUN (or --data DATA)")
+    if args.init and not args.init.is_file():
+        raise UsageError(f"--from {args.init}: no such model file")
+    cfg = TrainConfig(data=str(data), out=str(args.out), resolution=args.resolution, z_dim=args.z_dim,
                       g_channels=args.channels, d_channels=args.channels, batch=args.batch, steps=args.steps,
                       snapshot_every=args.snapshot_every, seed=args.seed, threads=args.threads,
-                      dataset_name=args.dataset_name, licence=args.licence)
+                      dataset_name=args.dataset_name, licence=args.licence, arch=args.arch or "",
+                      init=str(args.init or ""), kimg=args.kimg or 0.0, snapshot_kimg=args.snapshot_kimg or 0.0,
+                      augment=args.augment, ada_target=args.ada_target, ada_kimg=args.ada_kimg,
+                      r1_gamma=-1.0 if args.r1_gamma is None else args.r1_gamma, pl_weight=args.pl_weight,
+                      lr=args.lr)
     if not Path(cfg.data).is_dir():
-        raise UsageError(f"--data {cfg.data}: no such folder")
-    path = Trainer(cfg).run()
-    print(f"latest snapshot: {path}")
+        raise UsageError(f"{cfg.data}: no such data folder")
+    if args.nproc > 1:
+        distributed.spawn(cfg, args.nproc)
+        print(f"snapshots in {cfg.out}")
+        return
+    try:
+        trainer = Trainer(cfg)  # under torchrun: one of WORLD_SIZE processes (gloo)
+        path = trainer.run(progress=trainer.rank == 0)
+    finally:
+        distributed.finish()
+    if trainer.rank == 0:
+        print(f"latest snapshot: {path}")
+
+
+def cmd_inspect(args) -> None:
+    from engine.training.novelty import inspect
+
+    out = args.output or (args.target / "report.html" if args.target.is_dir() else args.target.with_suffix(".html"))
+    summary = inspect(args.target, out, data=args.data, samples=args.samples, k=args.neighbours,
+                      images=tuple(args.image or ()), seed=args.seed)
+    for snap in summary["snapshots"]:
+        print(f"{Path(snap['path']).name}: memorisation {snap['memorisation']:.0%} "
+              f"(median nearest-neighbour ratio {snap['median_ratio']:.2f})")
+    for still in summary["images"]:
+        print(f"{Path(still['path']).name}: nearest training image {still['nearest']} (distance "
+              f"{still['distance']:.3f}{', a copy' if still['copy'] else ''})")
+    print(f"wrote {out}")
+
+
+def cmd_train_sr(args) -> None:
+    from engine.training.superres import SRTrainConfig, SRTrainer
+
+    cfg = SRTrainConfig(out=str(args.out), steps=args.steps, batch=args.batch, num_feat=args.num_feat,
+                        num_conv=args.num_conv, clipart=args.clipart, procedural=args.procedural,
+                        snapshot_every=args.snapshot_every, seed=args.seed, threads=args.threads)
+    print(f"latest snapshot: {SRTrainer(cfg).run()}")
 
 
 class Parser(argparse.ArgumentParser):
@@ -197,13 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
     mod.set_defaults(func=cmd_models)
 
     data = sub.add_parser("data", help="build a training set")
-    data.add_argument("source", choices=["emoji"], help="emoji: Noto Color Emoji glyphs (fonts-noto-color-emoji)")
+    data.add_argument("source", choices=["emoji", "prepare"],
+                      help="emoji: Noto Color Emoji glyphs (fonts-noto-color-emoji); prepare PHOTOS: a folder of "
+                           "your photos (JPEG/PNG/WebP, searched recursively), squared, resized, de-duplicated")
+    data.add_argument("photos", nargs="?", type=Path, help="prepare: the photo folder")
     data.add_argument("-o", "--output", type=Path, required=True)
     data.add_argument("--size", type=_positive_int, default=64)
+    data.add_argument("--crop", choices=["centre", "smart", "pad"], default="centre",
+                      help="prepare: how to make a square (smart: the window with the most detail)")
+    data.add_argument("--near-duplicates", type=int, default=10, metavar="BITS",
+                      help="prepare: drop images whose 63-bit pHash is within BITS of a kept one (-1: keep)")
+    data.add_argument("--min-side", type=_positive_int, help="prepare: drop photos whose shorter side is below "
+                                                              "this (default: --size, so nothing is upscaled)")
     data.set_defaults(func=cmd_data)
 
-    tr = sub.add_parser("train", help="train a DCGAN on a folder of images")
-    tr.add_argument("--data", type=Path, required=True)
+    tr = sub.add_parser("train", help="train or fine-tune a GAN (DCGAN, StyleGAN2) on a folder of images")
+    tr.add_argument("data_dir", nargs="?", type=Path, help="the training set (as --data)")
+    tr.add_argument("--data", type=Path)
     tr.add_argument("--out", type=Path, required=True, help="run folder: snapshots, sample grids, state.pt")
     tr.add_argument("--resolution", type=_positive_int, default=64)
     tr.add_argument("--z-dim", type=_positive_int, default=128)
@@ -215,7 +281,48 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, default=0)
     tr.add_argument("--dataset-name", default="")
     tr.add_argument("--licence", default="")
+    tr.add_argument("--arch", choices=["dcgan", "stylegan2"], help="default: the --from model's, else dcgan")
+    tr.add_argument("--from", dest="init", type=Path, metavar="MODEL",
+                    help="fine-tune this model file (ours, NVlabs .pkl, rosinality .pt, DCGAN .pth); its "
+                         "discriminator too when NAME-discriminator.safetensors lies beside it")
+    tr.add_argument("--kimg", type=_positive_float, help="train until N thousand images were shown (overrides --steps)")
+    tr.add_argument("--snapshot-kimg", type=_positive_float,
+                    help="a snapshot every N kimg (overrides --snapshot-every)")
+    tr.add_argument("--augment", choices=["auto", "diffaugment", "ada", "none"], default="auto",
+                    help="auto: DiffAugment for DCGAN, ADA for StyleGAN2")
+    tr.add_argument("--ada-target", type=_positive_float, default=0.6, help="ADA: the r_t to steer toward")
+    tr.add_argument("--ada-kimg", type=_positive_float, default=100.0, help="ADA: kimg for p to move by 1")
+    tr.add_argument("--r1-gamma", type=float, help="R1 weight (default: none for DCGAN, 2e-4*R^2/batch StyleGAN2)")
+    tr.add_argument("--pl-weight", type=float, default=0.0, help="StyleGAN2 path-length regularisation (0: off)")
+    tr.add_argument("--lr", type=float, default=0.0, help="0: the architecture's own (2e-4 DCGAN, 2.5e-3 StyleGAN2)")
+    tr.add_argument("--nproc", type=_positive_int, default=1,
+                    help="data-parallel processes on this machine (gloo); or launch under torchrun")
     tr.set_defaults(func=cmd_train)
+
+    ins = sub.add_parser("inspect", help="HTML report: the same walk across a run's snapshots, and whether the "
+                                         "samples copy training images (nearest neighbours, memorisation)")
+    ins.add_argument("target", type=Path, help="a run folder (its generator-*.safetensors) or one model file")
+    ins.add_argument("--data", type=Path, help="the training set (default: the one the snapshot was trained on)")
+    ins.add_argument("-o", "--output", type=Path, help="the report (default: RUN/report.html)")
+    ins.add_argument("--samples", type=_positive_int, default=16)
+    ins.add_argument("--neighbours", type=_positive_int, default=3)
+    ins.add_argument("--image", type=Path, action="append", help="also a still the show saved (repeatable)")
+    ins.add_argument("--seed", type=int, default=0)
+    ins.set_defaults(func=cmd_inspect)
+
+    sr = sub.add_parser("train-sr", help="train the x4 super-resolution filter on emoji, clipart and drawn "
+                                         "shapes (more options: python -m engine.training.superres --help)")
+    sr.add_argument("--out", type=Path, required=True, help="run folder: snapshots, state.pt (resumes from it)")
+    sr.add_argument("--steps", type=_positive_int, default=4000)
+    sr.add_argument("--batch", type=_positive_int, default=32)
+    sr.add_argument("--num-feat", type=_positive_int, default=32)
+    sr.add_argument("--num-conv", type=_positive_int, default=6)
+    sr.add_argument("--clipart", type=int, default=5000, help="Openclipart files to use, if installed (0: none)")
+    sr.add_argument("--procedural", type=int, default=2000, help="drawn pictures")
+    sr.add_argument("--snapshot-every", type=_positive_int, default=500)
+    sr.add_argument("--seed", type=int, default=0)
+    sr.add_argument("--threads", type=int, default=0)
+    sr.set_defaults(func=cmd_train_sr)
 
     from engine.latent import bookmarks_command
 

@@ -13,6 +13,8 @@ from engine.registry import Registry
 FILTERS: dict[str, str] = {
     "superres": "engine.filters.superres:SuperRes",
     "deepdream": "engine.filters.deepdream:DeepDream",
+    "style": "engine.filters.style:StyleTransfer",
+    "cyclegan": "engine.filters.cyclegan:CycleGAN",
     "superres-compact": "engine.filters.sr_compact:SRVGGNetCompact",
     "superres-rrdb": "engine.filters.sr_rrdb:RRDBNet",
     "superres-srgan": "engine.filters.sr_srgan:Generator",

@@ -1,18 +1,25 @@
-"""GAN training on a folder of images: DCGAN from scratch, with the tricks that make a few thousand
-images and two CPU cores enough.
+"""GAN training on a folder of images: DCGAN or a small StyleGAN2 from scratch, or fine-tuning any
+generator the project loads, with the tricks that make a few thousand images and two CPU cores enough.
 
-- non-saturating logistic loss (Goodfellow et al. 2014) with spectral norm on the discriminator
-  (Miyato et al. 2018, arXiv:1802.05957), folded into plain weights when saved;
-- DiffAugment on both real and fake (engine.training.augment);
-- an exponential moving average of the generator (Karras et al. 2018), which is what ships.
+- non-saturating logistic loss (Goodfellow et al. 2014); DCGAN's discriminator has spectral norm
+  (Miyato et al. 2018, arXiv:1802.05957), folded into plain weights when saved; StyleGAN2's has the
+  R1 penalty (Mescheder et al. 2018), lazily every 16 steps, and optionally path-length
+  regularisation of G (Karras et al. 2020, arXiv:1912.04958 §3.2), lazily every 4;
+- augmentation of both real and fake before D: DiffAugment (engine.training.augment) or ADA with its
+  adaptive probability (engine.training.ada);
+- an exponential moving average of the generator (Karras et al. 2018), which is what ships;
+- data parallel over processes (engine.training.distributed), gloo backend.
 
-Snapshots are model files that play in a show at once; `state.pt` beside them resumes training.
+The length of a run is counted in images shown (`kimg`, thousands), as in NVlabs' code, or in steps.
+Snapshots are model files that play in a show at once (with the run's config in their provenance),
+a sample grid from fixed latents and a loss plot; `state.pt` beside them resumes training.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import shlex
 import sys
 import time
@@ -28,7 +35,10 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from engine import generators
 from engine.generators import checkpoint
+from engine.training import distributed, nets
+from engine.training.ada import AdaptiveAugment
 from engine.training.augment import diff_augment
+from engine.training.plots import loss_plot
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
@@ -41,15 +51,39 @@ class TrainConfig:
     z_dim: int = 128
     g_channels: int = 32
     d_channels: int = 32
-    batch: int = 64
+    batch: int = 64  # over all processes together
     steps: int = 10_000
-    lr: float = 2e-4
+    lr: float = 0.0  # 0: the architecture's own (DCGAN 2e-4, StyleGAN2 2.5e-3)
     ema_decay: float = 0.999
     snapshot_every: int = 500
     seed: int = 0
     threads: int = 0  # 0: torch's default
     dataset_name: str = ""
     licence: str = ""
+    arch: str = ""  # dcgan | stylegan2; empty: the `init` model file's own, else dcgan
+    init: str = ""  # a model file to fine-tune from (anything engine.generators.importers reads)
+    kimg: float = 0.0  # > 0: train until this many thousand real images were shown (overrides `steps`)
+    snapshot_kimg: float = 0.0  # > 0: a snapshot every this many kimg (overrides `snapshot_every`)
+    augment: str = "auto"  # diffaugment | ada | none; auto: DiffAugment for DCGAN, ADA for StyleGAN2
+    ada_target: float = 0.6  # r_t the adaptive augmentation steers toward
+    ada_kimg: float = 100.0  # p can move by 1 in this many kimg
+    r1_gamma: float = -1.0  # < 0: auto (none for DCGAN, which has spectral norm; 2e-4 R^2 / batch for StyleGAN2)
+    pl_weight: float = 0.0  # StyleGAN2 path-length regularisation (NVlabs: 2); 0 is off
+    mapping_layers: int = 2  # a fresh StyleGAN2's mapping network (the paper's: 8)
+
+    def __post_init__(self):
+        if self.arch and self.arch not in nets.ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(nets.ARCHS)}, got {self.arch!r}")
+        if self.augment not in ("auto", "diffaugment", "ada", "none"):
+            raise ValueError(f"augment must be auto, diffaugment, ada or none, got {self.augment!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return math.ceil(self.kimg * 1000 / self.batch) if self.kimg > 0 else self.steps
+
+    @property
+    def snapshot_steps(self) -> int:
+        return max(1, round(self.snapshot_kimg * 1000 / self.batch)) if self.snapshot_kimg > 0 else self.snapshot_every
 
 
 def load_folder(folder: str | Path, resolution: int) -> torch.Tensor:
@@ -80,26 +114,66 @@ def sample_grid(images: torch.Tensor, columns: int = 8) -> Image.Image:
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        distributed.init_from_env()
+        self.rank, self.world = distributed.rank_and_world()
+        if cfg.batch % self.world:
+            raise ValueError(f"batch {cfg.batch} does not split over {self.world} processes")
+        self.batch = cfg.batch // self.world  # this process's share
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.data = load_folder(cfg.data, cfg.resolution)
-        self.G = generators.create("dcgan", z_dim=cfg.z_dim, resolution=cfg.resolution,
-                                   base_channels=cfg.g_channels)
-        self.D = generators.create("dcgan-discriminator", resolution=cfg.resolution,
-                                   base_channels=cfg.d_channels)
-        for m in self.D.modules():
-            if isinstance(m, nn.Conv2d):
-                spectral_norm(m)
+        if cfg.init:
+            built = nets.from_model(cfg.init, cfg.arch or None, cfg.d_channels)
+            self.G, self.D, self.source = built.G, built.D, built.source
+            self.arch, self.resolution, self.z_dim = built.arch, built.resolution, built.z_dim
+        else:
+            self.G, self.D = nets.fresh(cfg.arch or "dcgan", cfg.resolution, cfg.z_dim, cfg.g_channels, cfg.d_channels,
+                                        cfg.mapping_layers)
+            self.arch, self.resolution, self.z_dim = cfg.arch or "dcgan", cfg.resolution, cfg.z_dim
+            self.source = {}
+        self.data = load_folder(cfg.data, self.resolution)
+        if self.arch == "dcgan":
+            for m in self.D.modules():
+                if isinstance(m, nn.Conv2d):
+                    spectral_norm(m)
+            if cfg.init:  # a trained D: let the power iteration find its weights' norms before training
+                with torch.no_grad():
+                    for m in self.D.modules():
+                        if isinstance(m, nn.Conv2d):
+                            for _ in range(30):
+                                _ = m.weight
+        distributed.broadcast_module(self.G)
+        distributed.broadcast_module(self.D)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
+        sg2 = self.arch == "stylegan2"
+        lr = cfg.lr or (2.5e-3 if sg2 else 2e-4)
+        beta1 = 0.0 if sg2 else 0.5
+        self.r1_gamma = cfg.r1_gamma if cfg.r1_gamma >= 0 else (2e-4 * self.resolution**2 / cfg.batch if sg2 else 0.0)
+        self.r1_interval, self.pl_interval = 16, 4
+        # lazy regularisation: the optimiser's step is rescaled as if the penalty ran every step (NVlabs)
+        c_d = self.r1_interval / (self.r1_interval + 1) if self.r1_gamma > 0 else 1.0
+        c_g = self.pl_interval / (self.pl_interval + 1) if sg2 and cfg.pl_weight > 0 else 1.0
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr * c_g, betas=(beta1**c_g, 0.99**c_g))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr * c_d, betas=(beta1**c_d, 0.99**c_d))
+        augment = cfg.augment if cfg.augment != "auto" else ("ada" if sg2 else "diffaugment")
+        self.augment_name = augment
+        self.ada = AdaptiveAugment(cfg.ada_target, cfg.ada_kimg) if augment == "ada" else None
+        self.pl_mean = torch.zeros([])
         self.step = 0
-        self.fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(1234))
+        self.fixed_z = torch.randn(64, self.z_dim, generator=torch.Generator().manual_seed(1234))
         self.log: list[dict] = []
         self._resume()
+        if self.world > 1:  # each process draws its own batches
+            torch.manual_seed(cfg.seed + 1000 * self.rank + self.step)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ada is not None:
+            return self.ada(x)
+        if self.augment_name == "diffaugment":
+            return diff_augment(x)
+        return x
 
     def _resume(self) -> None:
         state_path = self.out / "state.pt"
@@ -111,50 +185,111 @@ class Trainer:
         self.step = int(state["step"])
         self.log = json.loads(state["log"])
         torch.set_rng_state(state["rng"])
-        print(f"resumed {state_path} at step {self.step}", file=sys.stderr)
+        if self.ada is not None and "ada_p" in state:
+            self.ada.p = float(state["ada_p"])
+        if "pl_mean" in state:
+            self.pl_mean = state["pl_mean"]
+        if self.rank == 0:
+            print(f"resumed {state_path} at step {self.step}", file=sys.stderr)
+
+    def kimg(self, step: int | None = None) -> float:
+        return (self.step if step is None else step) * self.cfg.batch / 1000
 
     def train_step(self) -> dict:
-        cfg = self.cfg
-        idx = torch.randint(0, len(self.data), (cfg.batch,))
+        cfg, b = self.cfg, self.batch
+        sg2 = self.arch == "stylegan2"
+        idx = torch.randint(0, len(self.data), (b,))
         real = self.data[idx].float() / 255  # [B, 3, R, R]
-        flip = torch.rand(cfg.batch) < 0.5
+        flip = torch.rand(b) < 0.5
         real[flip] = real[flip].flip(3)
+        stats = {}
 
-        # discriminator: real -> 1, fake -> 0
-        z = torch.randn(cfg.batch, cfg.z_dim)
+        # discriminator: real -> 1, fake -> 0 (+ R1: the gradient's norm on reals, lazily)
+        self.D.requires_grad_(True)
+        z = torch.randn(b, self.z_dim)
         with torch.no_grad():
-            fake = self.G(z)
-        d_real = self.D(diff_augment(real))
-        d_fake = self.D(diff_augment(fake))
+            fake = nets.generate(self.arch, self.G, z)
+        do_r1 = self.r1_gamma > 0 and self.step % self.r1_interval == 0
+        real_in = real.detach().requires_grad_(do_r1)
+        d_real = self.D(self.augment(real_in))
+        d_fake = self.D(self.augment(fake))
         loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        if do_r1:
+            (grad,) = torch.autograd.grad(d_real.sum(), real_in, create_graph=True)
+            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
+            loss_D = loss_D + r1 * (self.r1_gamma / 2) * self.r1_interval
+            stats["r1"] = r1.item()
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
+        distributed.average_gradients(self.D.parameters())
         self.opt_D.step()
+        if self.ada is not None:
+            self.ada.observe(d_real)
+            if (self.step + 1) % self.ada.interval == 0:
+                self.ada.adjust(cfg.batch * self.ada.interval, distributed.sum_over_processes)
 
-        # generator: make D call fakes real
-        z = torch.randn(cfg.batch, cfg.z_dim)
-        loss_G = F.softplus(-self.D(diff_augment(self.G(z)))).mean()
+        # generator: make D call fakes real (+ path length, lazily)
+        self.D.requires_grad_(False)
+        z = torch.randn(b, self.z_dim)
+        loss_G = F.softplus(-self.D(self.augment(nets.generate(self.arch, self.G, z)))).mean()
+        if sg2 and cfg.pl_weight > 0 and self.step % self.pl_interval == 0:
+            pl = self.path_length_penalty(max(1, b // 2))
+            loss_G = loss_G + pl * cfg.pl_weight * self.pl_interval
+            stats["pl"] = pl.item()
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
+        distributed.average_gradients(self.G.parameters())
         self.opt_G.step()
 
         with torch.no_grad():
             for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
                 p_ema.lerp_(p, 1 - cfg.ema_decay)
+            if sg2:  # w_avg (the truncation centre) and the constant noise follow G itself
+                for b_ema, b_ in zip(self.G_ema.buffers(), self.G.buffers()):
+                    b_ema.copy_(b_)
         self.step += 1
-        return {"step": self.step, "loss_D": loss_D.item(), "loss_G": loss_G.item(),
-                "D_real": d_real.mean().item(), "D_fake": d_fake.mean().item()}
+        stats = {"step": self.step, "kimg": round(self.kimg(), 3), "loss_D": loss_D.item(),
+                 "loss_G": loss_G.item(), "D_real": d_real.mean().item(), "D_fake": d_fake.mean().item(), **stats}
+        if self.ada is not None:
+            stats["ada_p"] = round(self.ada.p, 5)
+            if self.ada.r_t is not None:
+                stats["r_t"] = round(self.ada.r_t, 4)
+        return stats
+
+    def path_length_penalty(self, b: int) -> torch.Tensor:
+        """(|J_w^T y| - a)^2: the image's change per unit step in w, held constant (Karras et al. 2020 §3.2)."""
+        ws = self.G.mapping(torch.randn(b, self.z_dim))  # [B, num_ws, w_dim]
+        img = self.G.synthesis(ws, noise_mode="random")  # [B, C, R, R]
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        lengths = grad.square().sum(dim=2).mean(dim=1).sqrt()  # [B]
+        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), 0.01)
+        return (lengths - self.pl_mean).square().mean()
 
     def provenance(self) -> dict:
         cfg = self.cfg
-        return {"dataset": cfg.dataset_name or str(cfg.data), "images": len(self.data),
-                "steps": self.step, "batch": cfg.batch, "licence": cfg.licence,
-                "trainer": "engine.training.gan (non-saturating loss, spectral-norm D, DiffAugment, EMA G)",
+        trainer = ("engine.training.gan (non-saturating loss, spectral-norm D, DiffAugment, EMA G)"
+                   if self.arch == "dcgan" and self.augment_name == "diffaugment" and not cfg.init else
+                   f"engine.training.gan ({self.arch}, non-saturating loss, "
+                   + ("spectral-norm D" if self.arch == "dcgan" else f"R1 gamma {self.r1_gamma:g}")
+                   + (f", path length {cfg.pl_weight:g}" if self.arch == "stylegan2" and cfg.pl_weight else "")
+                   + f", augment {self.augment_name}, EMA G" + (", fine-tuned" if cfg.init else "") + ")")
+        prov = {"dataset": cfg.dataset_name or str(cfg.data), "images": len(self.data),
+                "steps": self.step, "batch": cfg.batch, "kimg": round(self.kimg(), 3), "licence": cfg.licence,
+                "trainer": trainer,
                 "command": "masquerade train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-                if len(sys.argv) > 1 and sys.argv[1] == "train" else ""}
+                if len(sys.argv) > 1 and sys.argv[1] == "train" else "",
+                "config": asdict(cfg), **self.source}
+        if self.ada is not None:
+            prov["ada_p"] = round(self.ada.p, 5)
+        if self.world > 1:
+            prov["processes"] = self.world
+        return prov
 
     def plain_discriminator(self) -> nn.Module:
         """D with spectral norm folded into its weights (eval mode: no power iteration is spent)."""
+        if self.arch != "dcgan":
+            return copy.deepcopy(self.D).eval().requires_grad_(False)
         plain = generators.create("dcgan-discriminator", **self.D.config)
         self.D.eval()
         with torch.no_grad():
@@ -171,29 +306,37 @@ class Trainer:
         running statistics belong to other weights, and with them the EMA generator draws mush."""
         gen = torch.Generator().manual_seed(self.step)  # leaves the training RNG untouched
         norms = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a plain average over the batches below
         self.G_ema.train()
         for _ in range(batches):
-            self.G_ema(torch.randn(self.cfg.batch, self.cfg.z_dim, generator=gen))
+            self.G_ema(torch.randn(self.cfg.batch, self.z_dim, generator=gen))
         self.G_ema.eval()
         for m in norms:
             m.momentum = 0.1
 
     def snapshot(self) -> Path:
+        """Model files, sample grid and loss plot for this step, and `state.pt` (first process only)."""
         tag = f"{self.step:06d}"
+        g_path = self.out / f"generator-{tag}.safetensors"
+        if self.rank != 0:
+            return g_path
         self.standing_statistics()
         prov = self.provenance()
-        g_path = self.out / f"generator-{tag}.safetensors"
-        checkpoint.save(self.G_ema, "dcgan", g_path, prov)
-        checkpoint.save(self.plain_discriminator(), "dcgan-discriminator",
+        checkpoint.save(self.G_ema, self.arch, g_path, prov)
+        checkpoint.save(self.plain_discriminator(), nets.D_ARCH[self.arch],
                         self.out / f"discriminator-{tag}.safetensors", prov)
         with torch.no_grad():
             sample_grid(self.G_ema(self.fixed_z)).save(self.out / f"samples-{tag}.png")
+        loss_plot(self.log).save(self.out / f"losses-{tag}.png")
         state = {name: getattr(self, name).state_dict() for name in ("G", "D", "G_ema", "opt_G", "opt_D")}
         state.update(step=self.step, log=json.dumps(self.log), rng=torch.get_rng_state(),
-                     config=json.dumps(asdict(self.cfg)))
+                     config=json.dumps(asdict(self.cfg)), pl_mean=self.pl_mean)
+        if self.ada is not None:
+            state["ada_p"] = self.ada.p
         tmp = self.out / "state.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(self.out / "state.pt")
@@ -202,16 +345,20 @@ class Trainer:
     def run(self, progress: bool = True) -> Path:
         from tqdm import tqdm
 
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, unit="step")
+        total, every = self.cfg.total_steps, self.cfg.snapshot_steps
+        bar = tqdm(total=total, initial=self.step, disable=not progress, unit="step")
         last = None
         t0 = time.perf_counter()
-        while self.step < self.cfg.steps:
+        while self.step < total:
             stats = self.train_step()
             stats["seconds"] = round(time.perf_counter() - t0, 1)
             self.log.append(stats)
             bar.update(1)
-            bar.set_postfix(D=f"{stats['loss_D']:.3f}", G=f"{stats['loss_G']:.3f}")
-            if self.step % self.cfg.snapshot_every == 0 or self.step == self.cfg.steps:
+            post = {"kimg": f"{stats['kimg']:.1f}", "D": f"{stats['loss_D']:.3f}", "G": f"{stats['loss_G']:.3f}"}
+            if "ada_p" in stats:
+                post["p"] = f"{stats['ada_p']:.3f}"
+            bar.set_postfix(post)
+            if self.step % every == 0 or self.step == total:
                 last = self.snapshot()
         bar.close()
         return last or self.snapshot()

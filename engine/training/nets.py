@@ -1,0 +1,124 @@
+"""The networks a training run starts from: fresh ones, or a model file to fine-tune (transfer learning,
+as in the seed artists' runs on top of a pretrained StyleGAN2).
+
+`--from MODEL` takes anything `engine.generators.importers` reads (our `.safetensors`, an NVlabs
+`.pkl`, a rosinality `.pt`, a DCGAN `.pth`). Its discriminator comes along when a Masquerade model file
+of one lies beside it (`NAME-discriminator.safetensors` next to `NAME.safetensors`, or a run's
+`discriminator-TAG.safetensors` next to `generator-TAG.safetensors`); otherwise D starts fresh, which
+works but costs the first few hundred steps while D catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from engine import generators
+from engine.generators import checkpoint
+from engine.generators.checkpoint import CheckpointError
+from engine.training.sg2_discriminator import Discriminator as SG2Discriminator
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("dcgan", "stylegan2")
+D_ARCH = {"dcgan": "dcgan-discriminator", "stylegan2": "stylegan2-discriminator"}
+
+
+@dataclass
+class Nets:
+    arch: str  # the generator's registry name: dcgan or stylegan2
+    G: nn.Module  # in training mode, requires grad
+    D: nn.Module
+    resolution: int
+    z_dim: int
+    source: dict = field(default_factory=dict)  # where G (and D) came from, for provenance
+
+
+def fresh(arch: str, resolution: int, z_dim: int, g_channels: int, d_channels: int, mapping_layers: int = 2):
+    if arch == "dcgan":
+        G = generators.create("dcgan", z_dim=z_dim, resolution=resolution, base_channels=g_channels)
+        D = generators.create("dcgan-discriminator", resolution=resolution, base_channels=d_channels)
+    elif arch == "stylegan2":
+        # widths: g_channels at full resolution, doubling per halving, at most 8x (as DCGAN's G)
+        G = generators.create("stylegan2", z_dim=z_dim, w_dim=z_dim, img_resolution=resolution,
+                              mapping_kwargs={"num_layers": mapping_layers},
+                              synthesis_kwargs={"channel_base": g_channels * resolution,
+                                                "channel_max": g_channels * 8})
+        D = fresh_discriminator("stylegan2", resolution, d_channels)
+    else:
+        raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    return G, D
+
+
+def fresh_discriminator(arch: str, resolution: int, d_channels: int) -> nn.Module:
+    if arch == "dcgan":
+        return generators.create("dcgan-discriminator", resolution=resolution, base_channels=d_channels)
+    return SG2Discriminator(resolution=resolution, channel_base=d_channels * resolution, channel_max=d_channels * 8)
+
+
+def discriminator_beside(model: Path) -> Path | None:
+    candidates = [model.with_name(f"{model.stem}-discriminator.safetensors")]
+    if model.stem.startswith("generator-"):
+        candidates.append(model.with_name("discriminator-" + model.stem.removeprefix("generator-") + ".safetensors"))
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def load_discriminator(path: str | Path) -> tuple[nn.Module, str]:
+    """A discriminator model file -> (module in eval mode, architecture name)."""
+    card = checkpoint.read_card(path)
+    if card.architecture == "stylegan2-discriminator":  # ours, trained here; not in the live registry
+        try:
+            module = SG2Discriminator(**card.config)
+            module.load_state_dict(load_file(str(path)))
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: not a usable stylegan2 discriminator: {e}") from None
+        return module.eval(), card.architecture
+    module, card = checkpoint.load(path)
+    return module, card.architecture
+
+
+def from_model(path: str | Path, arch: str | None, d_channels: int) -> Nets:
+    """G from any model file the project reads; D from beside it or fresh."""
+    from engine.generators import importers
+
+    path = Path(path)
+    loaded = importers.load(path)
+    found = loaded.card.architecture
+    if found not in ARCHS:
+        raise CheckpointError(f"{path}: a {found!r} generator; fine-tuning takes {' or '.join(ARCHS)}")
+    if arch and arch != found:
+        raise CheckpointError(f"{path}: holds a {found} generator, but --arch {arch} was asked for")
+    if getattr(loaded.module, "c_dim", 0):
+        raise CheckpointError(f"{path}: a class-conditional generator; fine-tuning here is unconditional")
+    G = loaded.module.train().requires_grad_(True)
+    resolution = G.resolution
+    source = {"from": str(path), "from_format": loaded.format,
+              "from_sha256": loaded.card.provenance.get("source_sha256") or importers.sha256(path),
+              "from_dataset": loaded.card.provenance.get("dataset", "")}
+    d_path = discriminator_beside(path)
+    D = None
+    if d_path is not None:
+        D, d_arch = load_discriminator(d_path)
+        if d_arch != D_ARCH[found] or getattr(D, "resolution", None) != resolution:
+            log.warning("%s: a %s at %s px does not fit; starting a fresh discriminator", d_path, d_arch,
+                        getattr(D, "resolution", "?"))
+            D = None
+        else:
+            source["from_discriminator"] = str(d_path)
+    if D is None:
+        D = fresh_discriminator(found, resolution, d_channels)
+        source["from_discriminator"] = "fresh"
+    return Nets(found, G, D.train().requires_grad_(True), resolution, G.z_dim, source)
+
+
+def generate(arch: str, G: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """What the discriminator sees while training: z [B, z_dim] -> [B, 3, R, R], about [0, 1]. StyleGAN2
+    draws fresh noise and is not clamped (a clamp would cut the gradient at the extremes)."""
+    if arch == "stylegan2":
+        return (G.synthesis(G.mapping(z), noise_mode="random")[:, :3] + 1) * 0.5
+    return G(z)

@@ -1,0 +1,176 @@
+"""Training and fine-tuning: StyleGAN2 from scratch with R1, path length and ADA; fine-tuning from a model
+file (its discriminator too when it lies beside it); kimg; snapshots with config, grid and loss plot;
+resume; two processes on the gloo backend. Every run is tiny (16 px, a few steps)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from PIL import Image
+
+from engine import generators
+from engine.generators import checkpoint
+from engine.generators.checkpoint import CheckpointError
+from engine.training import distributed, nets
+from engine.training.ada import AdaptiveAugment, augment
+from engine.training.gan import TrainConfig, Trainer
+from engine.training.plots import loss_plot
+
+from .conftest import masquerade
+from .photos import photo
+
+
+@pytest.fixture(scope="module")
+def data16(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("set16")
+    for i in range(24):
+        photo(i, (16, 16)).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def tiny(data, out, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), resolution=16, z_dim=16, g_channels=8, d_channels=8, batch=8,
+                threads=1, licence="test")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_stylegan2_trains_with_r1_path_length_and_ada_then_resumes(data16, tmp_path):
+    # a target below any r_t: the heuristic can only raise p, by 4 steps * 8 images / 100 images = 0.32
+    cfg = tiny(data16, tmp_path / "run", arch="stylegan2", kimg=0.064, snapshot_kimg=0.032, pl_weight=2.0,
+               ada_kimg=0.1, ada_target=-2.0)
+    trainer = Trainer(cfg)
+    assert cfg.total_steps == 8 and cfg.snapshot_steps == 4 and trainer.augment_name == "ada"
+    before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    last = trainer.run(progress=False)
+    assert last.name == "generator-000008.safetensors"
+    changed = [k for k, v in trainer.G.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("synthesis") for k in changed) and any(k.startswith("mapping") for k in changed)
+    assert "r1" in trainer.log[0] and "pl" in trainer.log[0]  # the lazy penalties ran at step 0
+    assert all(np.isfinite(e["loss_D"]) and np.isfinite(e["loss_G"]) for e in trainer.log)
+    assert trainer.log[-1]["kimg"] == pytest.approx(0.064)
+    assert [e["ada_p"] for e in trainer.log[2:8:2]] == pytest.approx([0, 0.32, 0.32])
+    assert trainer.log[7]["ada_p"] == pytest.approx(0.64) and "r_t" in trainer.log[3]
+
+    generator, card = checkpoint.load(last)  # plays in a show at once
+    assert card.architecture == "stylegan2" and generator(torch.randn(2, 16)).shape == (2, 3, 16, 16)
+    assert card.provenance["config"]["arch"] == "stylegan2" and card.provenance["kimg"] == pytest.approx(0.064)
+    d, d_arch = nets.load_discriminator(tmp_path / "run" / "discriminator-000008.safetensors")
+    assert d_arch == "stylegan2-discriminator" and d(torch.rand(4, 3, 16, 16)).shape == (4,)
+    for name in ("samples-000004.png", "losses-000004.png", "samples-000008.png", "losses-000008.png"):
+        assert Image.open(tmp_path / "run" / name).size[0] > 100
+
+    resumed = Trainer(tiny(data16, tmp_path / "run", arch="stylegan2", kimg=0.096, pl_weight=2.0, ada_kimg=0.1,
+                           ada_target=-2.0))
+    assert resumed.step == 8 and resumed.ada.p == pytest.approx(trainer.ada.p)
+    torch.testing.assert_close(resumed.G_ema.state_dict(), trainer.G_ema.state_dict())
+    resumed.run(progress=False)
+    assert resumed.step == 12 and len(resumed.log) == 12 and resumed.ada.p == pytest.approx(0.96)
+
+
+def test_fine_tuning_starts_from_the_model_and_its_discriminator(data16, tmp_path):
+    torch.manual_seed(5)
+    G = generators.create("dcgan", z_dim=16, resolution=16, base_channels=8)
+    D = generators.create("dcgan-discriminator", resolution=16, base_channels=8)
+    checkpoint.save(G, "dcgan", tmp_path / "mine.safetensors", {"dataset": "somewhere"})
+    checkpoint.save(D, "dcgan-discriminator", tmp_path / "mine-discriminator.safetensors", {})
+
+    trainer = Trainer(tiny(data16, tmp_path / "ft", init=str(tmp_path / "mine.safetensors"), steps=3,
+                           snapshot_every=3, z_dim=99, resolution=64))  # size and z come from the model
+    assert trainer.arch == "dcgan" and trainer.resolution == 16 and trainer.z_dim == 16
+    torch.testing.assert_close(trainer.G.state_dict(), G.state_dict())
+    assert trainer.source["from_discriminator"].endswith("mine-discriminator.safetensors")
+    with torch.no_grad():  # spectral norm re-applied to a trained (norm-folded) D changes it little
+        img = torch.rand(4, 3, 16, 16)
+        assert torch.allclose(trainer.D.eval()(img), D(img), atol=0.5)
+        trainer.D.train()
+    last = trainer.run(progress=False)
+    card = checkpoint.read_card(last)
+    assert card.provenance["from"].endswith("mine.safetensors") and card.provenance["from_dataset"] == "somewhere"
+    assert "fine-tuned" in card.provenance["trainer"]
+    assert not torch.equal(trainer.G.state_dict()["main.0.weight"], G.state_dict()["main.0.weight"])
+
+
+def test_fine_tuning_stylegan2_without_a_discriminator_starts_a_fresh_one(data16, tmp_path):
+    G, _ = nets.fresh("stylegan2", 16, 16, 8, 8)
+    checkpoint.save(G, "stylegan2", tmp_path / "sg2.safetensors", {})
+    trainer = Trainer(tiny(data16, tmp_path / "ft", init=str(tmp_path / "sg2.safetensors"), steps=1,
+                           snapshot_every=1))
+    assert trainer.arch == "stylegan2" and trainer.source["from_discriminator"] == "fresh"
+    trainer.run(progress=False)
+    with pytest.raises(CheckpointError, match="holds a stylegan2 generator"):
+        Trainer(tiny(data16, tmp_path / "other", init=str(tmp_path / "sg2.safetensors"), arch="dcgan"))
+
+
+def test_ada_probability_follows_the_overfitting_heuristic():
+    ada = AdaptiveAugment(target=0.6, speed_kimg=1.0, interval=4)
+    for _ in range(4):
+        ada.observe(torch.full((8,), 3.0))  # D sure of every real: r_t = 1 > 0.6
+    assert ada.adjust(images=100) == pytest.approx(0.1) and ada.r_t == 1.0
+    for _ in range(4):
+        ada.observe(torch.tensor([1.0, -1.0] * 4))  # r_t = 0 < 0.6
+    assert ada.adjust(images=50) == pytest.approx(0.05)
+    assert ada.adjust(images=50) == pytest.approx(0.05)  # nothing observed: p stays
+    for _ in range(40):
+        ada.observe(torch.full((8,), -1.0))
+        ada.adjust(images=1000)
+    assert ada.p == 0.0  # clamped
+
+
+def test_ada_augment_is_identity_at_zero_and_differentiable():
+    x = torch.rand(6, 3, 16, 16, requires_grad=True)
+    assert augment(x, 0.0) is x
+    y = augment(x, 1.0)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_loss_plot_draws_both_curves():
+    log = [{"step": i, "kimg": i / 10, "loss_D": 1 + np.sin(i / 5), "loss_G": 2 + np.cos(i / 7)} for i in range(80)]
+    arr = np.asarray(loss_plot(log)).reshape(-1, 3).astype(int)
+    red = ((arr[:, 0] > 180) & (arr[:, 2] < 120)).sum()
+    blue = ((arr[:, 2] > 180) & (arr[:, 0] < 120)).sum()
+    assert red > 200 and blue > 200
+
+
+def _ddp_worker(rank, world, port, cfg, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        trainer = Trainer(cfg)
+        trainer.run(progress=False)
+        # parameters only: running averages (w_avg) are per process, as in NVlabs' code; rank 0's are saved
+        torch.save({k: v.detach() for k, v in trainer.G.named_parameters()}, f"{out}/G-rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_on_gloo_keep_identical_replicas(data16, tmp_path):
+    import torch.multiprocessing as mp
+
+    cfg = tiny(data16, tmp_path / "run", arch="stylegan2", steps=3, snapshot_every=3, batch=8)
+    mp.spawn(_ddp_worker, args=(2, distributed.free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    g0, g1 = (torch.load(tmp_path / f"G-rank{r}.pt", weights_only=True) for r in (0, 1))
+    torch.testing.assert_close(g0, g1, rtol=0, atol=0)  # averaged gradients: the same step everywhere
+    fresh_g, _ = nets.fresh("stylegan2", 16, 16, 8, 8)
+    assert not torch.equal(g0["synthesis.b16.conv1.weight"], fresh_g.state_dict()["synthesis.b16.conv1.weight"])
+    card = checkpoint.read_card(tmp_path / "run" / "generator-000003.safetensors")
+    assert card.provenance["processes"] == 2 and card.provenance["batch"] == 8
+
+
+def test_cli_fine_tunes_for_kimg_from_a_model_file(data16, tmp_path):
+    G, _ = nets.fresh("dcgan", 16, 16, 8, 8)
+    checkpoint.save(G, "dcgan", tmp_path / "start.safetensors", {})
+    run = tmp_path / "run"
+    result = masquerade("train", data16, "--out", run, "--from", tmp_path / "start.safetensors", "--kimg", "0.032",
+                        "--snapshot-kimg", "0.016", "--batch", "8", "--threads", "1", "--augment", "ada")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in run.glob("generator-*")) == ["generator-000002.safetensors",
+                                                                "generator-000004.safetensors"]
+    card = checkpoint.read_card(run / "generator-000004.safetensors")
+    assert card.provenance["config"]["augment"] == "ada" and "--from" in card.provenance["command"]
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert json.loads(state["config"])["kimg"] == 0.032
