@@ -4,9 +4,11 @@
 
 Filters: super-resolution with each public weight file found in ../shared/fixtures (Real-ESRGAN compact
 x4 and x2, SRGAN x4), tiled at 256 px so 1080p input fits in memory, and DeepDream on the shipped
-discriminator. "64" is the default show's frame (the live case); "1080" means a 1920x1080 input. On a
-CPU the default sizes stop at 512: a x4 network on
-1080p input there takes minutes a frame, which is a fact worth knowing but not worth waiting for.
+discriminator (per-frame and feedback mode, the latter as shows/dream-feedback.toml runs it) and on
+a GoogLeNet with random weights (the classic network's shape and cost); style transfer with the shipped
+stained-glass style and, like CycleGAN, on a published-size network of random weights. "64" is the default show's
+frame (the live case); "1080" means a 1920x1080 input. On a CPU the default sizes stop at 512: a x4
+network on 1080p input there takes minutes a frame, which is a fact worth knowing but not worth waiting for.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.filters.colour import ColourTransfer, Grade  # noqa: E402
+from engine.filters.cyclegan import CycleGAN, ResnetGenerator  # noqa: E402
 from engine.filters.deepdream import DeepDream  # noqa: E402
+from engine.filters.dream_nets import GoogLeNet  # noqa: E402
+from engine.filters.style import StyleTransfer, TransformerNet  # noqa: E402
 from engine.filters.superres import SuperRes  # noqa: E402
 from engine.pipeline import resolve_device  # noqa: E402
 
@@ -33,7 +39,43 @@ def filters():
     for name in names:
         if (WEIGHTS / name).is_file():
             yield f"superres {name}", lambda n=name: SuperRes(WEIGHTS / n, tile=256, overlap=18)
+    yield "superres (shipped sr-emoji-x4, compact 32 x 6)", lambda: SuperRes(tile=256, overlap=8)
+    yield "colour-transfer (shipped sunset palette)", lambda: ColourTransfer()
+    yield "grade (exposure, lift, gamma, contrast, saturation)", \
+        lambda: Grade(exposure=0.3, lift=0.05, gamma=1.2, contrast=1.2, saturation=1.4)
     yield "deepdream (emoji discriminator, 8 steps x 2 octaves)", lambda: DeepDream()
+    yield "deepdream feedback (discriminator, 3 steps x 2 octaves)", \
+        lambda: DeepDream(mode="feedback", steps=3, octaves=2)
+    yield "deepdream feedback (GoogLeNet inception4c, 3 x 2)", lambda: googlenet_dream(mode="feedback", steps=3)
+    shipped_style = ROOT / "assets" / "models" / "style-stained-glass.safetensors"
+    if shipped_style.is_file():
+        yield "style (shipped stained-glass, width 16)", lambda: StyleTransfer(shipped_style, stabilise=0.6)
+    yield "style (examples' TransformerNet, random weights)", lambda: random_weights(StyleTransfer, TransformerNet())
+    yield "cyclegan (ResnetGenerator ngf 64, 9 blocks, random)", lambda: random_weights(CycleGAN, ResnetGenerator())
+
+
+def googlenet_dream(**options) -> DeepDream:
+    """DeepDream on a GoogLeNet of random weights, saved to a temporary file as a user's would be."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "googlenet-random.pth"
+    torch.save(GoogLeNet().state_dict(), path)
+    try:
+        return DeepDream(path=path, **options)
+    finally:
+        path.unlink()
+
+
+def random_weights(filter_class, net: torch.nn.Module):
+    """A style or CycleGAN filter on a full-size network of random weights (the published files' size)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "random.pth"
+    torch.save(net.state_dict(), path)
+    try:
+        return filter_class(path)
+    finally:
+        path.unlink()
 
 
 def time_ms(module, image, repeats: int, device) -> float:

@@ -18,6 +18,9 @@ FILTERS: dict[str, str] = {
     "superres-compact": "engine.filters.sr_compact:SRVGGNetCompact",
     "superres-rrdb": "engine.filters.sr_rrdb:RRDBNet",
     "superres-srgan": "engine.filters.sr_srgan:Generator",
+    "opencv-superres": "engine.filters.sr_opencv:OpenCVSuperRes",  # not superres-*: not a network load_sr builds
+    "colour-transfer": "engine.filters.colour:ColourTransfer",
+    "grade": "engine.filters.colour:Grade",
 }
 
 

@@ -163,10 +163,14 @@ def upscale(image: torch.Tensor, model: nn.Module, tile: int | None = None, over
     return out[..., :h * s, :w * s].float().clamp(0, 1)
 
 
-class SuperRes(nn.Module):
-    """The filter the loop holds: weights read once from a file, then `upscale` on every frame."""
+SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "models" / "sr-emoji-x4.safetensors"
 
-    def __init__(self, path: str | Path, tile: int | None = None, overlap: int = 16,
+
+class SuperRes(nn.Module):
+    """The filter the loop holds: weights read once from a file, then `upscale` on every frame.
+    Without a `path`, the project's own x4 model (`assets/models/sr-emoji-x4.md`)."""
+
+    def __init__(self, path: str | Path = SHIPPED, tile: int | None = None, overlap: int = 16,
                  architecture: str | None = None, activation: str | None = None):
         super().__init__()
         self.net, self.info = load_sr(path, architecture, activation)

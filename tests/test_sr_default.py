@@ -1,0 +1,132 @@
+"""The shipped super-resolution model: `superres` with no path loads it, it upscales x4 and beats
+bicubic on pictures it never saw; its trainer runs and resumes from its state file."""
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine import filters
+from engine.filters.superres import SHIPPED, SuperRes, load_sr
+from engine.generators import checkpoint
+from engine.training import emoji
+from engine.training.superres import (
+    SRTrainConfig,
+    SRTrainer,
+    compare,
+    degrade,
+    downscale,
+    heldout_pictures,
+    procedural_picture,
+    to_tensor,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return filters.create("superres")  # no path: the shipped model
+
+
+def test_no_path_means_the_shipped_model(shipped):
+    assert isinstance(shipped, SuperRes) and Path(shipped.config["path"]) == SHIPPED
+    assert SHIPPED.is_file() and SHIPPED.with_suffix(".md").is_file()  # the model and its card
+    info = shipped.info
+    assert (info.architecture, info.scale) == ("superres-compact", 4)
+    assert info.config["num_feat"] <= 32 and info.config["num_conv"] <= 8  # small enough for a CPU, live
+    card = checkpoint.read_card(SHIPPED)  # a Masquerade model file, with its provenance
+    assert card.architecture == "superres-compact" and card.provenance["steps"] > 0
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    y = shipped(x)
+    assert y.shape == (1, 3, 256, 256) and 0 <= y.min() and y.max() <= 1
+
+
+def test_upscales_a_gan_frame_faithfully(shipped):
+    generator, _ = checkpoint.load(ROOT / "assets" / "models" / "emoji64.safetensors")
+    with torch.no_grad():
+        frame = generator(torch.randn(2, generator.z_dim, generator=torch.Generator().manual_seed(3)))
+    y = shipped(frame)
+    assert y.shape == (2, 3, 256, 256)
+    # shrunk back it is the frame again, and it is not just a smooth interpolation of it
+    assert (F.avg_pool2d(y, 4) - frame).abs().mean() < 0.02
+    bicubic = F.interpolate(frame, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    assert (y - bicubic).abs().mean() > 0.005
+
+
+@pytest.mark.parametrize("source", ["emoji", "procedural"])
+def test_beats_bicubic_on_held_out_pictures(shipped, source):
+    if source == "emoji" and not emoji.FONT.is_file():
+        pytest.skip(f"{emoji.FONT} not installed (Debian fonts-noto-color-emoji)")
+    pictures = heldout_pictures(emoji=12 if source == "emoji" else 0, clipart=0,
+                                procedural=12 if source == "procedural" else 0)[source]
+    ours, bicubic = compare(shipped.net, pictures)
+    assert ours > bicubic + 1.0, f"{source}: model {ours:.2f} dB, bicubic {bicubic:.2f} dB"
+
+
+# -- the trainer -------------------------------------------------------------------------------------
+
+def tiny(tmp_path: Path, steps: int) -> SRTrainer:
+    rng = random.Random(0)
+    pictures = to_tensor([procedural_picture(rng) for _ in range(6)])
+    heldout = {"procedural": to_tensor([procedural_picture(random.Random(99))])}
+    cfg = SRTrainConfig(out=str(tmp_path / "run"), steps=steps, batch=4, patch=8, num_feat=8, num_conv=1,
+                        snapshot_every=3, log_every=1, warmup=2, threads=1)
+    return SRTrainer(cfg, pictures=pictures, heldout=heldout)
+
+
+def test_training_runs_and_resumes_from_its_state_file(tmp_path):
+    first = tiny(tmp_path, steps=3)
+    path = first.run()
+    assert first.step == 3 and (tmp_path / "run" / "state.pt").is_file()
+    model, info = load_sr(path)  # a snapshot is a model file the filter reads
+    assert (info.architecture, info.scale, info.config["num_feat"]) == ("superres-compact", 4, 8)
+    assert checkpoint.read_card(path).provenance["steps"] == 3
+
+    again = tiny(tmp_path, steps=5)  # same folder: picks up where the first stopped
+    assert again.step == 3
+    for name, tensor in first.net.state_dict().items():
+        torch.testing.assert_close(again.net.state_dict()[name], tensor, atol=0, rtol=0)
+    assert again.opt.state_dict()["state"], "the optimiser's moments come back too"
+    again.run()
+    assert again.step == 5
+    steps = [entry["step"] for entry in again.log if "loss" in entry]
+    assert steps == [1, 2, 3, 4, 5]  # one log across both runs
+    assert any("eval" in entry for entry in again.log)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    trainer = tiny(tmp_path, steps=60)
+    torch.manual_seed(1)
+    lr, hr = trainer.batch()
+    with torch.no_grad():
+        before = (trainer.net(lr) - hr).abs().mean().item()
+    trainer.run()
+    with torch.no_grad():
+        after = (trainer.net(lr) - hr).abs().mean().item()
+    assert after < 0.8 * before
+
+
+def test_degradation():
+    hr = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    lr = degrade(hr, 4, max_blur=1.5, max_noise=0.02, generator=torch.Generator().manual_seed(1))
+    assert lr.shape == (3, 3, 8, 8) and 0 <= lr.min() and lr.max() <= 1
+    clean = degrade(hr, 4, max_blur=0, max_noise=0, generator=torch.Generator().manual_seed(1))
+    # with no blur and no noise, every sample is one of the three plain downscales
+    for i in range(3):
+        assert min((clean[i] - downscale(hr[i:i + 1], 4, mode)[0]).abs().max()
+                   for mode in ("area", "bicubic", "bilinear")) < 1e-5
+    assert (lr - clean).abs().mean() > 1e-3  # blur and noise do something
+
+
+def test_upscaled_show_runs_the_shipped_model():
+    from engine import show as shows
+    from engine.frame import Tick
+    from engine.pipeline import Pipeline
+
+    pipeline = Pipeline(shows.load(ROOT / "shows" / "upscaled.toml"), "cpu")
+    frame = pipeline.generate(Tick(0, 0.0))
+    assert pipeline.resolution == 256 and frame.image.shape == (1, 3, 256, 256)
+    assert Path(pipeline.filters[0].config["path"]) == SHIPPED
