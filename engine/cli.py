@@ -38,6 +38,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -46,6 +56,15 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _sink(text: str):
+    from engine import sinks
+
+    try:
+        return sinks.parse_spec(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cmd_run(args) -> None:
@@ -63,7 +82,8 @@ def cmd_run(args) -> None:
         raise UsageError("--frames and --out belong to --headless runs; use `masquerade render` for files")
     opts = LiveOptions(device=args.device, size=args.size, fullscreen=args.fullscreen, display=args.display,
                        stats=args.stats, headless=headless, frames=args.frames, out=args.out,
-                       osc_port=args.osc_port, record=args.record, heartbeat=args.heartbeat)
+                       osc_port=args.osc_port, record=args.record, heartbeat=args.heartbeat,
+                       start_at=args.start_at, cue=args.cue, sinks=tuple(args.sink or ()))
     result = run_live(show, opts)
     log.info("showed %d frames in %.1f s", result.frames, result.seconds)
     if headless and not args.out:
@@ -150,8 +170,16 @@ def cmd_train(args) -> None:
         raise UsageError("train needs one data folder: masquerade train DATA --out RUN (or --data DATA)")
     if args.init and not args.init.is_file():
         raise UsageError(f"--from {args.init}: no such model file")
-    cfg = TrainConfig(data=str(data), out=str(args.out), resolution=args.resolution, z_dim=args.z_dim,
-                      g_channels=args.channels, d_channels=args.channels, batch=args.batch, steps=args.steps,
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {args.device}: no CUDA device is available to PyTorch here")
+    elif args.device not in ("auto", "cpu"):
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    cfg = TrainConfig(data=str(data), out=str(args.out), device=args.device, resolution=args.resolution,
+                      z_dim=args.z_dim, g_channels=args.channels, d_channels=args.channels, batch=args.batch,
+                      steps=args.steps,
                       snapshot_every=args.snapshot_every, seed=args.seed, threads=args.threads,
                       dataset_name=args.dataset_name, licence=args.licence, arch=args.arch or "",
                       init=str(args.init or ""), kimg=args.kimg or 0.0, snapshot_kimg=args.snapshot_kimg or 0.0,
@@ -197,6 +225,10 @@ def cmd_train_sr(args) -> None:
     print(f"latest snapshot: {SRTrainer(cfg).run()}")
 
 
+def _kiosk_first(args) -> None:  # main() hands `masquerade kiosk ...` over before parsing
+    raise UsageError("the kiosk takes no global options: masquerade kiosk SITE.toml")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (what is wrong, and where to read more)."""
 
@@ -224,7 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--record", type=Path, help="save every control event with its show time (JSON lines)")
     run.add_argument("--heartbeat", type=Path, help="write a JSON heartbeat (frames, fps, show time) to this file "
                                                      "about once a second, for the kiosk supervisor")
+    run.add_argument("--start-at", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                     help="start at this show time (the kiosk resumes a restarted show where it was)")
+    run.add_argument("--cue", type=_positive_int, metavar="N", help="fire the show's cue N on the first frame")
+    run.add_argument("--sink", type=_sink, action="append", metavar="KIND[:VALUE]",
+                     help="send the frames to another output too, as many as wanted: ndi:Masquerade, "
+                          "stream:udp://127.0.0.1:5004, virtualcam, video:set.mp4 (docs/sinks.md)")
     run.set_defaults(func=cmd_run)
+
+    kiosk = sub.add_parser("kiosk", help="run a gallery kiosk: supervise the engine, playlist, status page "
+                                         "(installation/README.md)", add_help=False)
+    kiosk.add_argument("site", help="SITE.toml [--check] (masquerade kiosk --help: its own options)")
+    kiosk.set_defaults(func=_kiosk_first)
 
     ren = sub.add_parser("render", help="render a show to a video file or PNG folder, frame-exact")
     ren.add_argument("show", type=Path)
@@ -279,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--snapshot-every", type=_positive_int, default=500)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--threads", type=int, default=0)
+    tr.add_argument("--device", default="auto", help="auto (CUDA when PyTorch sees one), cpu, cuda or cuda:N")
     tr.add_argument("--dataset-name", default="")
     tr.add_argument("--licence", default="")
     tr.add_argument("--arch", choices=["dcgan", "stylegan2"], help="default: the --from model's, else dcgan")
@@ -331,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["kiosk"]:  # the supervisor: its own arguments and logging, and it never imports torch
+        from installation.kiosk.__main__ import main as kiosk_main
+
+        return kiosk_main(argv[1:], prog="masquerade kiosk")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

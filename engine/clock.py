@@ -1,7 +1,8 @@
 """Clocks: the only place that reads the wall clock. Everything else is handed a `Tick`.
 
 `FixedStep` counts frames (offline renders, tests, lockstep headless runs): tick i is at i / fps.
-`Realtime` follows the monotonic clock, with pause, for the live window.
+`Realtime` follows the monotonic clock, with pause, for the live window. Both may start later in the show
+(`start`: show time in seconds), so a restarted kiosk engine picks the show up where it was.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ class FixedStep:
 
 
 class Realtime:
-    def __init__(self, now=time.monotonic):
+    def __init__(self, now=time.monotonic, start: float = 0.0):
         self._now = now
-        self._start = now()
+        self._start = now() - start  # show time `start` is now
         self._paused_at: float | None = None
         self.index = 0
 

@@ -5,10 +5,16 @@ shows.
 Upscaling is two passes of a separable Lanczos-3 (assets/shaders/resample.frag): 12 taps a pixel
 instead of 36, with the weights computed once per output column and row (`resample_weights`), which
 matters on Mesa's software rasteriser.
+
+An optional third pass is video feedback (assets/shaders/trail.frag, `Trail`): the upscaled frame mixed
+with the previous presented frame, zoomed, rotated and faded. It ping-pongs two half-float textures of
+the output size; with the trail off it is skipped and the output is exactly the two-pass one.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import moderngl
@@ -61,6 +67,21 @@ def fit_rect(src: tuple[int, int], dst: tuple[int, int], fit: str) -> tuple[int,
     return (dw - w) // 2, (dh - h) // 2, w, h
 
 
+@dataclass(frozen=True)
+class Trail:
+    """Video feedback for one presented frame: shown = mix(new, fade x T(previous shown), amount), where T
+    zooms by `zoom` and rotates by `rotate` about the centre. A trace left behind by something that moved
+    falls by amount x fade per presented frame."""
+    amount: float = 0.0  # weight of the previous frame: 0 off .. 0.95
+    zoom: float = 1.0  # scale of the previous frame per frame (> 1 grows outward, a tunnel)
+    rotate: float = 0.0  # degrees per frame, counter-clockwise
+    fade: float = 1.0  # brightness of the previous frame per frame (1: trails keep their colour)
+
+    @property
+    def on(self) -> bool:
+        return self.amount >= 1e-3  # a smoothed fader only approaches 0: below this it is off
+
+
 class Compositor:
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int], source: tuple[int, int],
                  fit: str = "contain", upscale: str = "lanczos", background=(0.0, 0.0, 0.0)):
@@ -74,6 +95,7 @@ class Compositor:
         self.frames = [self._texture(source) for _ in range(2)]  # older, newer
         self._uploaded: list[object] = [None, None]  # which Frame each texture holds
         self.pbo = ctx.buffer(reserve=source[0] * source[1] * 3)
+        self.trail_program = None  # built on the first frame with a trail
         self.resize(size)
 
     def _texture(self, size, components=3, dtype="f1"):
@@ -85,6 +107,7 @@ class Compositor:
     def resize(self, size: tuple[int, int]) -> None:
         self.size = size
         self.rect = fit_rect(self.source, size, self.fit)
+        self._release_trail()
         if getattr(self, "fbo", None):
             self.fbo.release()
             self.color.release()
@@ -117,8 +140,50 @@ class Compositor:
         self.frames[slot].write(self.pbo, alignment=1)
         self._uploaded[slot] = frame
 
-    def draw(self, older, newer, mix_b: float) -> None:
-        """Blend `older` and `newer` (Frames) by `mix_b` and upscale into the output framebuffer."""
+    def _release_trail(self) -> None:
+        for thing in getattr(self, "_trail_things", []):
+            thing.release()
+        self._trail_things: list = []
+        self.history = None  # the previous presented frame is forgotten: the next trail starts from the new frame
+
+    def _trail_targets(self):
+        """This frame's upscaled image (RGBA8) and two half-float frames that take turns as the past."""
+        if not self._trail_things:
+            self.fresh = self.ctx.texture(self.size, 4)
+            self.fresh_fbo = self.ctx.framebuffer(color_attachments=[self.fresh])
+            self.pasts = [self.ctx.texture(self.size, 4, dtype="f2") for _ in range(2)]
+            for tex in self.pasts:
+                tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+                tex.repeat_x = tex.repeat_y = False
+            # one pass writes both what is shown (the output texture) and what the next frame reads
+            self.feedback_fbos = [self.ctx.framebuffer(color_attachments=[self.color, tex]) for tex in self.pasts]
+            for fbo in self.feedback_fbos:
+                fbo.clear()  # no stale memory (a NaN would survive a mix weight of 0)
+            self._trail_things = [*self.feedback_fbos, self.fresh_fbo, self.fresh, *self.pasts]
+        if self.trail_program is None:
+            self.trail_program = self.ctx.program(vertex_shader=shader("fullscreen.vert"),
+                                                  fragment_shader=shader("trail.frag"))
+            self.trail_vao = self.ctx.vertex_array(self.trail_program, [])
+        return self.fresh_fbo
+
+    def _feedback(self, trail: Trail) -> None:
+        """shown = mix(fresh, fade x T(past), amount), into the output and the other half-float frame."""
+        write = 1 if self.history == 0 else 0
+        p = self.trail_program
+        p["fresh"], p["past"] = 0, 1
+        self.fresh.use(0)
+        self.pasts[1 - write].use(1)
+        p["amount"] = float(trail.amount) if self.history is not None else 0.0  # the first: the new frame
+        p["zoom"], p["angle"] = float(trail.zoom), math.radians(trail.rotate)
+        p["fade"], p["background"] = float(trail.fade), self.background
+        self.feedback_fbos[write].use()
+        self.ctx.viewport = (0, 0, *self.size)
+        self.trail_vao.render(moderngl.TRIANGLES, vertices=3)
+        self.history = write
+
+    def draw(self, older, newer, mix_b: float, trail: Trail | None = None) -> None:
+        """Blend `older` and `newer` (Frames) by `mix_b` and upscale into the output framebuffer; with a
+        `trail` that is on, mix in the previous presented frame (video feedback)."""
         self.upload(0, older)
         self.upload(1, newer)
         blend = 0 if older is newer or mix_b >= 1.0 else 1
@@ -136,9 +201,11 @@ class Compositor:
         p["axis"], p["origin"] = (1, 0), (0, 0)
         self.vao.render(moderngl.TRIANGLES, vertices=3)
 
-        self.fbo.use()
+        feedback = trail is not None and trail.on
+        target = self._trail_targets() if feedback else self.fbo
+        target.use()
         self.ctx.viewport = (0, 0, *self.size)
-        self.fbo.clear(*self.background, 1.0)
+        target.clear(*self.background, 1.0)
         self.ctx.viewport = (x, y, w, h)
         self.middle.use(0)
         self.weights_y.use(2)
@@ -146,6 +213,10 @@ class Compositor:
         p["axis"], p["origin"] = (0, 1), (x, y)
         self.vao.render(moderngl.TRIANGLES, vertices=3)
         self.ctx.viewport = (0, 0, *self.size)
+        if feedback:
+            self._feedback(trail)
+        else:
+            self.history = None  # a trail turned on later starts from its own first frame, not a stale one
 
     def read(self) -> np.ndarray:
         """The output as HxWx3 uint8, top row first."""

@@ -72,11 +72,13 @@ def render_chunk(show: Show, start: int, stop: int, fps: float, size: tuple[int,
     """Frames [start, stop) of the show as [n, H, W, 3] uint8, exactly as `engine.loop.render` draws them."""
     from engine.clock import FixedStep
     from engine.compositor import headless_context
+    from engine.controls import mirror
     from engine.controls.state import ControlState
     from engine.loop import make_compositor, show_time_feeds
     from engine.pipeline import Pipeline, make_bus
 
     pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=show_time_feeds(show)))
+    pipeline.mirror = mirror.for_render(show)  # a camera video file read at show time: splits like the rest
     clock = FixedStep(fps)
     catch_up(pipeline, clock, start)
     ctx = headless_context()
@@ -137,6 +139,11 @@ def render_distributed(show: Show, out: Path, seconds: float, size=None, fps: fl
     size = tuple(size or show.output.size)
     total = round(seconds * fps)
     recording = Recording.load(replay) if replay else None
+    trail_sources = {b.source for b in show.bindings if b.target == "output.trail"}
+    if show.output.trail > 0 or (recording and any(e.source in trail_sources for e in recording.events)):
+        raise DistributedError("--workers: the show's trail (video feedback) mixes every frame into the next, so "
+                               "frames cannot be drawn in separate chunks; render this show in one process "
+                               "(without --workers)")
     started_here = connect(workers, address)
     import ray
 

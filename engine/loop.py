@@ -16,7 +16,8 @@ from pathlib import Path
 
 from engine import sinks
 from engine.clock import FixedStep, Realtime
-from engine.compositor import Compositor, headless_context
+from engine.compositor import Compositor, Trail, headless_context
+from engine.controls import mirror
 from engine.controls.record import Recording
 from engine.controls.state import AudioFeed, ControlState, MidiFileFeed
 from engine.errors import MasqueradeError
@@ -45,6 +46,9 @@ class LiveOptions:
     osc_port: int | None = None  # None: the show's [osc] port; 0: any free port
     record: Path | None = None  # save every control event with its show time here (JSON lines)
     heartbeat: Path | None = None  # write a JSON heartbeat here about once a second (installation/ watches it)
+    start_at: float = 0.0  # show time of the first frame (a restarted kiosk engine resumes its show there)
+    cue: int | None = None  # fire this scene cue on the first frame, as /masq/scene/cue N would
+    sinks: tuple = ()  # (kind, row) outputs from `--sink KIND[:VALUE]`, besides the show's [[sinks]] rows
 
 
 def make_compositor(ctx, show: Show, size, pipeline: Pipeline) -> Compositor:
@@ -67,13 +71,15 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     pipeline = Pipeline(show, opts.device, controls)
     size = opts.size or show.output.size
     if opts.headless:  # lockstep: every tick waits for its own frame, so output is frame-exact
-        surface, clock = Offscreen(size), FixedStep(show.output.fps)
+        surface, clock = Offscreen(size), FixedStep(show.output.fps, round(opts.start_at * show.output.fps))
         frames_total = opts.frames if opts.frames is not None else round(10 * show.output.fps)
     else:
         from engine.window import Window
 
         surface = Window(size, opts.fullscreen, opts.display, title=f"Masquerade: {show.name}")
-        clock, frames_total = Realtime(), opts.frames
+        clock, frames_total = Realtime(start=opts.start_at), opts.frames
+    if opts.cue is not None:
+        controls.bus.post("osc:/masq/scene/cue", float(opts.cue))
     producer = Producer(pipeline)
     receiver = start_osc(show, controls.bus, opts.osc_port, None if opts.headless else clock.time)
     devices = []  # live inputs: each runs in its own thread, never raises, reports loss and reconnects
@@ -84,7 +90,10 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     if show.camera.enabled:
         from engine.controls.camera import Camera
 
-        devices.append(Camera(controls.bus, show.camera.device(show), loop=show.camera.loop))
+        camera = Camera(controls.bus, show.camera.device(show), loop=show.camera.loop,
+                        mirror_width=max(320, 2 * pipeline.generator.resolution))
+        pipeline.mirror = mirror.live(camera)  # mirror mode reads the picture the features are computed on
+        devices.append(camera)
     if show.midi.port:
         from engine.controls.midi import MidiInput
 
@@ -103,6 +112,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
              *surface.size, show.model_path.name)
     shown, last_log, started = 0, time.monotonic(), time.perf_counter()
     beat = (0, float("-inf"))  # (frames, monotonic time) of the last heartbeat: the first frame writes one
+    thumbnail_at = float("-inf")  # monotonic time of the last thumbnail beside the heartbeat
     try:
         while frames_total is None or shown < frames_total:
             tick = clock.tick()
@@ -120,7 +130,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
                 else:
                     older, newer, mix = _realtime_frames(producer, tick)
             with pipeline.times.time("composite"):
-                compositor.draw(older, newer, mix)  # blend + Lanczos upscale into compositor.fbo
+                compositor.draw(older, newer, mix, trail_of(controls.bus))  # blend, upscale, trail into .fbo
             if "still" in actions:
                 save_still(compositor, opts.stills, show, tick)
             if outputs:
@@ -132,7 +142,11 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             if opts.heartbeat is not None and time.monotonic() - beat[1] >= 1.0:
                 now = time.monotonic()
                 fps = (shown - beat[0]) / (now - beat[1]) if beat[0] else 0.0
-                write_heartbeat(opts.heartbeat, show, tick, shown, fps, pipeline.times.mean_ms)
+                thumbnail = None
+                if now - thumbnail_at >= THUMBNAIL_EVERY:
+                    thumbnail, thumbnail_at = write_thumbnail(opts.heartbeat.with_suffix(".jpg"), compositor), now
+                write_heartbeat(opts.heartbeat, show, tick, shown, fps, pipeline.times.mean_ms,
+                                live_state(devices, receiver, controls.bus, thumbnail))
                 beat = (shown, now)
 
             if "quit" in actions:
@@ -166,31 +180,88 @@ def live_outputs(show: Show, opts: LiveOptions, size: tuple[int, int]) -> Output
     fps, feeds = show.output.fps, []
     if opts.out:
         feeds.append(Feed(f"--out {opts.out}", sinks.for_path(opts.out, fps), lossless=opts.headless))
-    for row in show.sinks:
+    rows = [(f"--sink {kind}", kind, args) for kind, args in opts.sinks]
+    rows += [(row.where, row.kind, row.args) for row in show.sinks]
+    for where, kind, args in rows:
         try:
-            sink = sinks.open_sink(row.kind, row.args, size, fps)
+            sink = sinks.open_sink(kind, args, size, fps)
         except (sinks.Unavailable, ValueError) as e:  # no driver here, or a value this output cannot take
-            log.error("%s is off for this run: %s", row.where, e)
+            log.error("%s is off for this run: %s", where, e)
             continue
-        feeds.append(Feed(row.where, sink, lossless=opts.headless and row.kind in FILE_SINKS))
+        feeds.append(Feed(where, sink, lossless=opts.headless and kind in FILE_SINKS))
     return Outputs(feeds)
 
 
 FILE_SINKS = ("video", "images")
 
 
-def write_heartbeat(path: Path, show: Show, tick: Tick, shown: int, fps: float, stage_ms: dict) -> None:
+def write_heartbeat(path: Path, show: Show, tick: Tick, shown: int, fps: float, stage_ms: dict,
+                    state: dict | None = None) -> None:
     """The kiosk supervisor's proof of life: one JSON object, replaced atomically so a reader never sees
-    half of it. A write that fails (disk full) is logged and the show goes on; the supervisor decides."""
+    half of it. A write that fails (disk full) is logged and the show goes on; the supervisor decides.
+    `state`: more to report (live_state: devices, OSC, presence, the scene cue, the thumbnail)."""
     data = {"pid": os.getpid(), "time": time.time(), "frames": shown, "index": tick.index, "t": round(tick.t, 4),
             "fps": round(fps, 2), "show": show.name, "source": str(show.source) if show.source else None,
-            "stage_ms": {name: round(ms, 3) for name, ms in stage_ms.items()}}
+            "stage_ms": {name: round(ms, 3) for name, ms in stage_ms.items()}, **(state or {})}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:
         log.warning("heartbeat %s not written: %s", path, e)
+
+
+THUMBNAIL_EVERY = 3.0  # seconds between thumbnails of the presented frame beside the heartbeat
+
+
+def live_state(devices: list, receiver, bus, thumbnail: str | None) -> dict:
+    """What a status page shows besides frames: each device's state and counters, the OSC receiver's
+    counters, camera presence (None without a camera), the last scene cue fired (None: none yet)."""
+    state: dict = {"devices": {}, "presence": None, "osc": None, "cue": None}
+    for device in devices:
+        s = device.stats
+        state["devices"][device.kind] = {"state": device.state, "reason": device.reason, "connects": s.connects,
+                                         "losses": s.losses, "reads": s.reads}
+        features = getattr(device, "features", None)
+        if device.kind == "camera" and features:
+            state["presence"] = features.get("presence")
+    if receiver is not None:
+        st = receiver.stats
+        state["osc"] = {"port": receiver.port, "packets": st.packets, "posted": st.posted, "malformed": st.malformed,
+                        "rate_limited": st.rate_limited, "disallowed": st.disallowed, "bad_args": st.bad_args}
+    snap = bus.latest
+    if snap is not None and "scene.cue" in bus.params and snap["scene.cue"] >= 1:
+        state["cue"] = int(snap["scene.cue"])
+    if thumbnail is not None:
+        state["thumbnail"] = thumbnail
+    return state
+
+
+def write_thumbnail(path: Path, compositor: Compositor, width: int = 320) -> str | None:
+    """A small JPEG of the presented frame, replaced atomically; its file name, None when not written."""
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        image = Image.fromarray(compositor.read())
+        image.thumbnail((width, width))
+        image.save(tmp, format="JPEG", quality=75)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("thumbnail %s not written: %s", path, e)
+        tmp.unlink(missing_ok=True)
+        return None
+    return path.name
+
+
+def trail_of(bus) -> Trail | None:
+    """The video-feedback values of the frame being presented: the bus's newest snapshot, taken by the
+    frame's own generation (lockstep and renders: exactly this frame's; live: the newest generated one)."""
+    snap = bus.latest
+    if snap is None:
+        return None
+    return Trail(snap["output.trail"], snap["output.trail_zoom"], snap["output.trail_rotate"],
+                 snap["output.trail_fade"])
 
 
 def show_time_feeds(show: Show) -> list:
@@ -287,6 +358,7 @@ def render(show: Show, out: Path, seconds: float, size=None, fps: float | None =
     recording = Recording.load(replay) if replay else None
     pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=show_time_feeds(show)))
     ctx = headless_context()
+    pipeline.mirror = mirror.for_render(show)  # a camera video file, read at show time
     compositor = make_compositor(ctx, show, size, pipeline)
     clock = FixedStep(fps)
     total = round(seconds * fps)
@@ -296,7 +368,7 @@ def render(show: Show, out: Path, seconds: float, size=None, fps: float | None =
             tick = clock.at(i)
             frame = pipeline.generate(tick)
             with pipeline.times.time("composite"):
-                compositor.draw(frame, frame, 1.0)
+                compositor.draw(frame, frame, 1.0, trail_of(pipeline.controls.bus))
             with pipeline.times.time("write"):
                 sink.write(compositor.read(), tick)
     finally:

@@ -12,6 +12,7 @@ import logging
 import torch
 
 from engine import filters, walks
+from engine.controls import mirror
 from engine.controls.bus import Bus, declare_all
 from engine.controls.state import ControlState, TempoFeed
 from engine.controls.tempo import Tempo
@@ -87,6 +88,7 @@ class Pipeline:
         self.filters = [self._build_filter(stage) for stage in show.filters]
         self.controls_of = [list(stage.controls()) for stage in show.filters]  # each filter's live params
         self.times = StageTimes()
+        self.mirror = None  # mirror mode: t -> camera picture (H, W, 3) RGB uint8 or None (engine/controls/mirror.py)
 
     def _build_filter(self, stage: FilterStage):
         """A `[[filters]]` row as a module on the device; any complaint names the row."""
@@ -203,6 +205,9 @@ class Pipeline:
             image = self.styler(z, snap["walk.truncation"], label=snap["style.class"], mix=snap["style.mix"],
                                 w_shift=None if w_shift is None else w_shift.to(self.device))
             check_image(image)  # [1, 3, R, R] in [0, 1]
+        if self.mirror is not None and snap["camera.mirror"] > 0:  # the camera's picture as the source
+            with self.times.time("mirror"):
+                image = mirror.apply(image, self.mirror(tick.t), snap["camera.mirror"])  # [1, 3, R, R]
         for stage, f, names in zip(self.show.filters, self.filters, self.controls_of):
             with self.times.time(stage.name):
                 image = f(image, **{k: snap[f"filter.{stage.name}.{k}"] for k in names})  # [1, 3, R', R']

@@ -73,8 +73,21 @@ class OutputSection:
     fit: str = "contain"  # "contain" letterboxes the square image, "cover" fills and crops
     upscale: str = "lanczos"  # "lanczos" or "nearest"
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # video feedback on the GL side (live params output.trail*, /masq/output/trail*): each presented frame is
+    # mixed with the previous one, zoomed, rotated and faded (engine/compositor.py Trail)
+    trail: float = 0.0  # weight of the previous frame: 0 off .. 0.95
+    trail_zoom: float = 1.0  # scale of the previous frame per frame, 0.8..1.25 (> 1 grows outward)
+    trail_rotate: float = 0.0  # degrees per frame, -10..10, counter-clockwise
+    trail_fade: float = 1.0  # brightness of the previous frame per frame, 0..1
 
     def validate(self, where: str) -> None:
+        from engine.controls.addresses import default_params
+
+        ranges = {p.name: (p.minimum, p.maximum) for p in default_params()}  # one table for keys and faders
+        for key in ("trail", "trail_zoom", "trail_rotate", "trail_fade"):
+            lo, hi = ranges[f"output.{key}"]
+            if not lo <= getattr(self, key) <= hi:
+                raise ShowError(f"{where}: [output] {key} must be {lo}..{hi}, got {getattr(self, key)}")
         if len(self.size) != 2 or any(not isinstance(s, int) or s <= 0 for s in self.size):
             raise ShowError(f"{where}: [output] size must be [width, height] in pixels, got {list(self.size)}")
         _positive(where, "output.fps", self.fps)
@@ -162,10 +175,20 @@ class CameraSection:
     unplugged, its features ease to rest and it is reopened with back-off: the show goes on."""
     source: str = ""  # "": no camera; "0", "1", ...: a device index; a video file; a stream URL
     loop: bool = True  # a video file starts again at its end (a stand-in camera for a kiosk test)
+    # mirror mode: the camera's image as the frame's source, before the filters (live param camera.mirror,
+    # /masq/camera/mirror): 0 the generator only, 1 the camera only, between a blend
+    mirror: float = 0.0
 
     @property
     def enabled(self) -> bool:
         return bool(self.source)
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.mirror <= 1:
+            raise ShowError(f"{where}: camera.mirror must be 0..1 (0 the generator, 1 the camera), got {self.mirror}")
+        if self.mirror > 0 and not self.enabled:
+            raise ShowError(f"{where}: camera.mirror needs a camera: set camera.source (a device index or a video "
+                            "file)")
 
     def device(self, show: Show):
         """What OpenCV opens: an int for a device index, else a path (resolved) or a URL."""
@@ -319,6 +342,8 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     if show.audio.is_file(show) and not show.resolve(show.audio.source).is_file():
         raise ShowError(f"{where}: audio.source: {show.resolve(show.audio.source)}: no such audio file")
     show.osc.validate(where)
+    show.camera.validate(where)
+    show.output.validate(where)  # before control_params: the trail keys start the output.trail* params
     show.model.validate(where)
     show.latent.validate(where)
     show.tempo.validate(where)
@@ -332,7 +357,6 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     show.bindings = _bindings(data.get("bind", []), where, show)
     show.walk.validate(where)
     show.style.validate(where)
-    show.output.validate(where)
     return show
 
 
@@ -353,7 +377,10 @@ def control_params(show: Show) -> list:
 
     starts = {"walk.truncation": show.walk.truncation, "style.class": max(show.style.class_label, 0),
               "tempo.bpm": show.tempo.bpm,
-              "style.mix": 1.0 if show.style.mix_seed >= 0 else 0.0}
+              "style.mix": 1.0 if show.style.mix_seed >= 0 else 0.0,
+              "output.trail": show.output.trail, "output.trail_zoom": show.output.trail_zoom,
+              "output.trail_rotate": show.output.trail_rotate, "output.trail_fade": show.output.trail_fade,
+              "camera.mirror": show.camera.mirror}
     params = [with_default(p, starts[p.name]) if p.name in starts else p for p in default_params()]
     r = show.latent.direction_range
     params += [Param(f"direction.{i}", 0.0, -r, r, smoothing=0.2) for i in range(1, show.latent.directions + 1)]

@@ -7,6 +7,13 @@ show into invalid TOML (refused; the show must keep playing) and back, a staff-f
 the show validly. It prints each fault with the time to the next presented frame, and at the end the
 restarts, the supervisor's memory (RSS) at the start and the end, and the engine's frame rate. Not part
 of the test suite (tests/test_kiosk*.py are); starts its own Xvfb when there is no DISPLAY.
+
+    .venv/bin/python installation/soak.py --accelerated 20000 [--size 320x180] [--show shows/default.toml]
+
+Accelerated: the engine's headless lockstep run (`masquerade run --headless --frames N --heartbeat`), as
+fast as the machine draws, so N frames are N / fps seconds of show time in much less wall time. It samples
+the engine's heartbeat and memory (RSS) each second and prints the growth of both from the first quarter
+after warm-up to the last quarter (the goal: memory growth under 1%, no frame-time drift).
 """
 
 from __future__ import annotations
@@ -32,12 +39,71 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def accelerated(frames: int, size: str = "320x180", show: Path = ROOT / "shows" / "default.toml",
+                report=print) -> dict:
+    """Run the engine headless for `frames` lockstep frames; its memory and frame time, early and late."""
+    work = Path(tempfile.mkdtemp(prefix="kiosk-soak-fast-"))
+    heartbeat = work / "heartbeat.json"
+    engine = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(show), "--headless", "--frames",
+                               str(frames), "--size", size, "--heartbeat", str(heartbeat), "--osc-port", "0"],
+                              cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    samples = []  # (frames, ms per frame, RSS KiB)
+    started, last, show_t = time.monotonic(), 0, 0.0
+    while engine.poll() is None:
+        time.sleep(0.25)
+        try:
+            beat = json.loads(heartbeat.read_text())
+            rss = rss_kib(engine.pid)
+        except (OSError, ValueError):
+            continue
+        if beat["frames"] != last and beat["fps"] > 0:
+            last, show_t = beat["frames"], beat["t"]
+            samples.append((beat["frames"], 1000 / beat["fps"], rss))
+            if len(samples) % 20 == 0:
+                report(f"  frame {beat['frames']:6d}  t={beat['t']:7.1f} s  {1000 / beat['fps']:5.2f} ms/frame  "
+                       f"RSS {rss / 1024:.1f} MiB")
+    wall = time.monotonic() - started
+    err = engine.stderr.read()
+    if engine.returncode != 0 or len(samples) < 8:
+        raise RuntimeError(f"the engine exited with status {engine.returncode} after {len(samples)} samples:\n"
+                           f"{err[-2000:]}")
+    body = [s for s in samples if s[0] > 0.1 * frames]  # after warm-up
+    q = max(1, len(body) // 4)
+    early, late = body[:q], body[-q:]
+
+    def mean(rows, i):
+        return sum(r[i] for r in rows) / len(rows)
+
+    result = {"frames": frames, "show_seconds": show_t, "wall_seconds": wall, "samples": len(samples),
+              "rss_early_kib": mean(early, 2), "rss_late_kib": mean(late, 2), "ms_early": mean(early, 1),
+              "ms_late": mean(late, 1)}
+    result["rss_growth_pct"] = 100 * (result["rss_late_kib"] / result["rss_early_kib"] - 1)
+    result["ms_growth_pct"] = 100 * (result["ms_late"] / result["ms_early"] - 1)
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def print_accelerated(r: dict) -> None:
+    print(f"{r['frames']} frames ({r['show_seconds']:.0f} s of show time) in {r['wall_seconds']:.0f} s wall, "
+          f"{r['samples']} samples")
+    print(f"engine RSS (first vs last quarter after warm-up): {r['rss_early_kib'] / 1024:.1f} MiB -> "
+          f"{r['rss_late_kib'] / 1024:.1f} MiB ({r['rss_growth_pct']:+.2f}%)")
+    print(f"frame time: {r['ms_early']:.2f} ms -> {r['ms_late']:.2f} ms ({r['ms_growth_pct']:+.1f}%)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--every", type=float, default=30.0, help="seconds between faults")
     p.add_argument("--size", default="320x180", help="engine window size")
+    p.add_argument("--accelerated", type=int, metavar="FRAMES",
+                   help="instead: the headless engine for FRAMES lockstep frames; memory and frame-time growth")
+    p.add_argument("--show", type=Path, default=ROOT / "shows" / "default.toml", help="with --accelerated")
     args = p.parse_args()
+    if args.accelerated:
+        r = accelerated(args.accelerated, args.size, args.show.resolve())
+        print_accelerated(r)
+        return 0 if r["rss_growth_pct"] < 1.0 else 1
 
     work = Path(tempfile.mkdtemp(prefix="kiosk-soak-"))
     show = work / "soak.toml"

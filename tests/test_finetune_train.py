@@ -174,3 +174,16 @@ def test_cli_fine_tunes_for_kimg_from_a_model_file(data16, tmp_path):
     assert card.provenance["config"]["augment"] == "ada" and "--from" in card.provenance["command"]
     state = torch.load(run / "state.pt", weights_only=True)
     assert json.loads(state["config"])["kimg"] == 0.032
+
+
+def test_train_names_a_device_it_cannot_use(tmp_path):
+    from .conftest import masquerade
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the error for a missing one cannot happen here")
+    data = tmp_path / "data"
+    data.mkdir()
+    out = masquerade("train", data, "--out", tmp_path / "run", "--device", "cuda")
+    assert out.returncode == 2 and "--device cuda: no CUDA device" in out.stderr
+    out = masquerade("train", data, "--out", tmp_path / "run", "--device", "tpu")
+    assert out.returncode == 2 and "--device must be auto, cpu, cuda" in out.stderr

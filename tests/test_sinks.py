@@ -228,3 +228,18 @@ def test_ndi_source_is_received_on_loopback():
     assert received is not None, "no NDI frame came back on loopback"
     assert received.shape == (64, 96, 3)
     assert np.abs(received.astype(int) - rgb).mean() < 20  # NDI's codec is lossy; the colours are there
+
+
+def test_sinks_from_the_command_line_several_at_once(tmp_path):
+    from engine.sinks.video import read_frames
+
+    frames, video = tmp_path / "frames", tmp_path / "set.mp4"
+    r = masquerade("run", DEFAULT_SHOW, "--headless", "--frames", 8, "--size", "128x72", "--osc-port", 0,
+                   "--sink", f"images:{frames}", "--sink", f"video:{video}", "--sink", "syphon")
+    assert r.returncode == 0, r.stderr
+    assert len(list(frames.glob("*.png"))) == 8 and len(read_frames(video)) == 8
+    assert "--sink syphon is off for this run" in r.stderr  # the others went on
+    bad = masquerade("run", DEFAULT_SHOW, "--headless", "--frames", 1, "--sink", "ndj:Masquerade")
+    assert bad.returncode == 2 and "--sink ndj:Masquerade: the kind must be one of" in bad.stderr
+    assert sinks.parse_spec("stream:udp://127.0.0.1:5004") == ("stream", {"url": "udp://127.0.0.1:5004"})
+    assert sinks.parse_spec("pipe:ffplay -") == ("pipe", {"command": ["ffplay", "-"]})

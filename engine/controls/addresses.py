@@ -64,6 +64,16 @@ ADDRESSES: tuple[Address, ...] = (
            "style mixing: how much of the second latent the mixed layers take (shows with style.mix_seed)"),
     Address("/masq/style/class", Param("style.class", 0.0, 0.0, 1e4), "f", (0.0, 1e4), "linear",
             "class N of a conditional model (from 0); a fraction lies between two classes"),
+    _fader("/masq/output/trail", "output.trail", 0.0, 0.0, 0.95, "linear", 0.1,
+           "video feedback: how much of the previous presented frame each frame keeps (0 off)"),
+    _fader("/masq/output/trail_zoom", "output.trail_zoom", 1.0, 0.8, 1.25, "exp", 0.1,
+           "zoom of the fed-back frame per frame; exp: the fader's middle is 1 (none), above grows outward"),
+    _fader("/masq/output/trail_rotate", "output.trail_rotate", 0.0, -10.0, 10.0, "linear", 0.1,
+           "rotation of the fed-back frame in degrees per frame, counter-clockwise; the middle is none"),
+    _fader("/masq/output/trail_fade", "output.trail_fade", 1.0, 0.0, 1.0, "linear", 0.1,
+           "brightness of the fed-back frame per frame (1 keeps its colour, lower fades trails to black)"),
+    _fader("/masq/camera/mirror", "camera.mirror", 0.0, 0.0, 1.0, "linear", 0.2,
+           "mirror mode: 0 the generator's image, 1 the camera's, between a blend (shows with a camera)"),
 )
 
 

@@ -58,6 +58,26 @@ def check(kind: str, args: dict) -> None:
         raise ValueError(f"a {kind} sink needs {', '.join(missing)}")
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """A sink from the command line, `KIND[:VALUE]` -> (kind, row): VALUE goes to the sink's first key
+    (`ndi:Masquerade` -> name, `stream:udp://127.0.0.1:5004` -> url, `video:piece.mp4` -> path). Checked
+    like a show row, so a mistake names the spec."""
+    kind, colon, value = spec.partition(":")
+    if kind not in SINKS:
+        raise ValueError(f"--sink {spec}: the kind must be one of {', '.join(names())}, got {kind!r}")
+    keys = [p for p in inspect.signature(registry.get(kind)).parameters if p not in FILLED_IN]
+    args = {}
+    if colon:
+        if not keys:
+            raise ValueError(f"--sink {spec}: a {kind} sink takes no value")
+        args[keys[0]] = value.split() if keys[0] == "command" else value
+    try:
+        check(kind, args)
+    except ValueError as e:
+        raise ValueError(f"--sink {spec}: {e}") from None
+    return kind, args
+
+
 def open_sink(kind: str, args: dict, size: tuple[int, int], fps: float):
     """Build a sink from its row, filling in the output size and fps where its constructor asks."""
     cls = registry.get(kind)

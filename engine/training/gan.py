@@ -47,6 +47,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 class TrainConfig:
     data: str
     out: str
+    device: str = "auto"  # "auto" (CUDA when PyTorch sees one), "cpu", "cuda", "cuda:1"
     resolution: int = 64
     z_dim: int = 128
     g_channels: int = 32
@@ -133,7 +134,15 @@ class Trainer:
                                         cfg.mapping_layers)
             self.arch, self.resolution, self.z_dim = cfg.arch or "dcgan", cfg.resolution, cfg.z_dim
             self.source = {}
-        self.data = load_folder(cfg.data, self.resolution)
+        self.data = load_folder(cfg.data, self.resolution)  # uint8 on the CPU; batches go to the device
+        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if cfg.device == "auto" else cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {cfg.device!r}: no CUDA device is available to PyTorch here")
+        if self.device.type == "cuda" and self.device.index is None and self.world > 1:
+            self.device = torch.device("cuda", self.rank % torch.cuda.device_count())  # one GPU per process
+        self.G.to(self.device)
+        self.D.to(self.device)
         if self.arch == "dcgan":
             for m in self.D.modules():
                 if isinstance(m, nn.Conv2d):
@@ -160,9 +169,9 @@ class Trainer:
         augment = cfg.augment if cfg.augment != "auto" else ("ada" if sg2 else "diffaugment")
         self.augment_name = augment
         self.ada = AdaptiveAugment(cfg.ada_target, cfg.ada_kimg) if augment == "ada" else None
-        self.pl_mean = torch.zeros([])
+        self.pl_mean = torch.zeros([], device=self.device)
         self.step = 0
-        self.fixed_z = torch.randn(64, self.z_dim, generator=torch.Generator().manual_seed(1234))
+        self.fixed_z = torch.randn(64, self.z_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.log: list[dict] = []
         self._resume()
         if self.world > 1:  # each process draws its own batches
@@ -179,12 +188,12 @@ class Trainer:
         state_path = self.out / "state.pt"
         if not state_path.exists():
             return
-        state = torch.load(state_path, weights_only=True)  # our own file, still never unpickled code
+        state = torch.load(state_path, map_location=self.device, weights_only=True)  # our own file; no code runs
         for name in ("G", "D", "G_ema", "opt_G", "opt_D"):
             getattr(self, name).load_state_dict(state[name])
         self.step = int(state["step"])
         self.log = json.loads(state["log"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         if self.ada is not None and "ada_p" in state:
             self.ada.p = float(state["ada_p"])
         if "pl_mean" in state:
@@ -198,15 +207,17 @@ class Trainer:
     def train_step(self) -> dict:
         cfg, b = self.cfg, self.batch
         sg2 = self.arch == "stylegan2"
+        dev = self.device
         idx = torch.randint(0, len(self.data), (b,))
         real = self.data[idx].float() / 255  # [B, 3, R, R]
         flip = torch.rand(b) < 0.5
         real[flip] = real[flip].flip(3)
+        real = real.to(dev)
         stats = {}
 
         # discriminator: real -> 1, fake -> 0 (+ R1: the gradient's norm on reals, lazily)
         self.D.requires_grad_(True)
-        z = torch.randn(b, self.z_dim)
+        z = torch.randn(b, self.z_dim).to(dev)  # drawn on the CPU: the same run on any device
         with torch.no_grad():
             fake = nets.generate(self.arch, self.G, z)
         do_r1 = self.r1_gamma > 0 and self.step % self.r1_interval == 0
@@ -230,7 +241,7 @@ class Trainer:
 
         # generator: make D call fakes real (+ path length, lazily)
         self.D.requires_grad_(False)
-        z = torch.randn(b, self.z_dim)
+        z = torch.randn(b, self.z_dim).to(dev)
         loss_G = F.softplus(-self.D(self.augment(nets.generate(self.arch, self.G, z)))).mean()
         if sg2 and cfg.pl_weight > 0 and self.step % self.pl_interval == 0:
             pl = self.path_length_penalty(max(1, b // 2))
@@ -258,7 +269,7 @@ class Trainer:
 
     def path_length_penalty(self, b: int) -> torch.Tensor:
         """(|J_w^T y| - a)^2: the image's change per unit step in w, held constant (Karras et al. 2020 §3.2)."""
-        ws = self.G.mapping(torch.randn(b, self.z_dim))  # [B, num_ws, w_dim]
+        ws = self.G.mapping(torch.randn(b, self.z_dim).to(self.device))  # [B, num_ws, w_dim]
         img = self.G.synthesis(ws, noise_mode="random")  # [B, C, R, R]
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
         (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
@@ -313,7 +324,7 @@ class Trainer:
             m.momentum = None  # a plain average over the batches below
         self.G_ema.train()
         for _ in range(batches):
-            self.G_ema(torch.randn(self.cfg.batch, self.z_dim, generator=gen))
+            self.G_ema(torch.randn(self.cfg.batch, self.z_dim, generator=gen).to(self.device))
         self.G_ema.eval()
         for m in norms:
             m.momentum = 0.1
@@ -326,11 +337,11 @@ class Trainer:
             return g_path
         self.standing_statistics()
         prov = self.provenance()
-        checkpoint.save(self.G_ema, self.arch, g_path, prov)
-        checkpoint.save(self.plain_discriminator(), nets.D_ARCH[self.arch],
+        checkpoint.save(copy.deepcopy(self.G_ema).cpu(), self.arch, g_path, prov)
+        checkpoint.save(self.plain_discriminator().cpu(), nets.D_ARCH[self.arch],
                         self.out / f"discriminator-{tag}.safetensors", prov)
         with torch.no_grad():
-            sample_grid(self.G_ema(self.fixed_z)).save(self.out / f"samples-{tag}.png")
+            sample_grid(self.G_ema(self.fixed_z).cpu()).save(self.out / f"samples-{tag}.png")
         loss_plot(self.log).save(self.out / f"losses-{tag}.png")
         state = {name: getattr(self, name).state_dict() for name in ("G", "D", "G_ema", "opt_G", "opt_D")}
         state.update(step=self.step, log=json.dumps(self.log), rng=torch.get_rng_state(),

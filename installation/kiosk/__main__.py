@@ -1,4 +1,5 @@
-"""`python -m installation.kiosk SITE.toml`: run the kiosk (see installation/README.md).
+"""`masquerade kiosk SITE.toml` (or `python -m installation.kiosk SITE.toml`): run the kiosk
+(see installation/README.md).
 
 `--check` only reads the site file and validates every show in it, then exits (0: all good, 2: not).
 """
@@ -16,8 +17,8 @@ from installation.kiosk import site as sites
 log = logging.getLogger("kiosk")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m installation.kiosk", description="Run a Masquerade kiosk.")
+def main(argv: list[str] | None = None, prog: str = "python -m installation.kiosk") -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Run a Masquerade kiosk.")
     p.add_argument("site", type=Path, help="the site file (installation/example-site.toml explains every key)")
     p.add_argument("--check", action="store_true", help="validate the site file and its shows, then exit")
     args = p.parse_args(argv)
@@ -42,11 +43,19 @@ def main(argv: list[str] | None = None) -> int:
         from installation.kiosk import status
 
         server = status.serve(supervisor, site.status.host, site.status.port)
+    crowd = None
+    if site.crowd.enabled:  # its own port and app: no staff controls reachable from it
+        from installation.kiosk import crowd as crowds
+
+        crowd = crowds.serve(site.crowd, supervisor.engine_osc_port)
     try:
         return supervisor.run()
     finally:
         if server is not None:
             server.should_exit = True
+        if crowd is not None:
+            crowd[0].should_exit = True
+            crowd[1].stop()
 
 
 if __name__ == "__main__":

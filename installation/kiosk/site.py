@@ -49,6 +49,26 @@ class Status:
 
 
 @dataclass
+class Attract:
+    show: Path | None = None  # None: no attract mode
+    after: float = 60.0  # seconds the camera has seen nobody (camera:presence 0) before it plays
+
+
+@dataclass
+class Crowd:
+    """Crowd steering: phones vote a direction (x, y in -1..1) on their own page; the mean of each phone's
+    latest vote (within `window` seconds) goes to the engine as OSC on `x_address` and `y_address`."""
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = 8081
+    window: float = 10.0  # a phone's vote counts this many seconds after it was sent
+    votes_per_second: float = 5.0  # per phone (its cookie); more are answered 429 and not counted
+    send_per_second: float = 10.0  # OSC messages to the engine, per address
+    x_address: str = "/masq/direction/1"
+    y_address: str = "/masq/direction/2"
+
+
+@dataclass
 class Site:
     name: str
     source: Path
@@ -63,9 +83,11 @@ class Site:
     hours: Hours | None = None  # None: always open
     watchdog: Watchdog = field(default_factory=Watchdog)
     status: Status = field(default_factory=Status)
+    attract: Attract = field(default_factory=Attract)
+    crowd: Crowd = field(default_factory=Crowd)
 
     def shows(self) -> list[Path]:
-        return [e.show for e in self.playlist]
+        return [e.show for e in self.playlist] + ([self.attract.show] if self.attract.show else [])
 
 
 def _path(text, base: Path, key: str) -> Path:
@@ -116,7 +138,8 @@ def load(path: str | Path, env: dict | None = None) -> Site:
     except UnicodeDecodeError as e:
         raise SiteError(f"{path}: not a UTF-8 text file ({e.reason})") from None
     where, base = str(path), path.parent
-    top = {"name", "state_dir", "log_dir", "engine", "watchdog", "logs", "hours", "playlist", "status"}
+    top = {"name", "state_dir", "log_dir", "engine", "watchdog", "logs", "hours", "playlist", "status", "attract",
+           "crowd"}
     unknown = set(data) - top
     if unknown:
         raise SiteError(f"{where}: unknown key {sorted(unknown)[0]!r} at top level (expected {', '.join(sorted(top))})")
@@ -168,9 +191,27 @@ def load(path: str | Path, env: dict | None = None) -> Site:
     status = Status(enabled=bool(st.get("enabled", True)), host=str(st.get("host", "0.0.0.0")),
                     port=_number(st, "port", 8080, f"{where}: status", kind=int), token=token)
 
+    at = _table(data, "attract", where, {"show", "after"})
+    attract = Attract(show=_path(at["show"], base, f"{where}: attract.show") if "show" in at else None,
+                      after=_number(at, "after", 60.0, f"{where}: attract", minimum=0.1))
+
+    cr = _table(data, "crowd", where, set(Crowd.__dataclass_fields__))
+    crowd = Crowd(enabled=bool(cr.get("enabled", False)), host=str(cr.get("host", "0.0.0.0")),
+                  port=_number(cr, "port", 8081, f"{where}: crowd", kind=int),
+                  window=_number(cr, "window", 10.0, f"{where}: crowd", minimum=0.1),
+                  votes_per_second=_number(cr, "votes_per_second", 5.0, f"{where}: crowd", minimum=0.1),
+                  send_per_second=_number(cr, "send_per_second", 10.0, f"{where}: crowd", minimum=0.1),
+                  x_address=str(cr.get("x_address", "/masq/direction/1")),
+                  y_address=str(cr.get("y_address", "/masq/direction/2")))
+    for key in ("x_address", "y_address"):
+        if not getattr(crowd, key).startswith("/"):
+            raise SiteError(f"{where}: crowd.{key} must be an OSC address (starting with /)")
+    if crowd.enabled and status.enabled and crowd.port == status.port:
+        raise SiteError(f"{where}: crowd.port must differ from status.port (no staff controls on the crowd's port)")
+
     return Site(name=name, source=path, playlist=playlist, safe_show=safe_show, command=command, args=args,
                 state_dir=_path(data.get("state_dir", "state"), base, f"{where}: state_dir"),
                 log_dir=_path(data.get("log_dir", "logs"), base, f"{where}: log_dir"),
                 log_max_bytes=_number(logs, "max_bytes", 1_000_000, f"{where}: logs", kind=int, minimum=10_000),
                 log_backups=_number(logs, "backups", 5, f"{where}: logs", kind=int, minimum=1),
-                hours=hours, watchdog=watchdog, status=status)
+                hours=hours, watchdog=watchdog, status=status, attract=attract, crowd=crowd)

@@ -1,7 +1,9 @@
 """The staff status page (FastAPI + uvicorn, in a thread of the supervisor's process).
 
-Read-only without a token: `GET /` (the page) and `GET /api/status` (JSON: show, mode, fps, per-stage
-times, uptime, restarts, the last errors with their tracebacks). The controls need the site's token, sent
+Read-only without a token: `GET /` (the page), `GET /api/status` (JSON: show, scene cue, mode, fps,
+per-stage times, uptime, restarts, camera and OSC state, attract mode, the last errors with their
+tracebacks) and `GET /thumbnail.jpg` (the presented frame, a few seconds old, as the engine wrote it).
+The controls need the site's token, sent
 as `Authorization: Bearer TOKEN` (or `X-Kiosk-Token: TOKEN`), and answer 401 without it, changing
 nothing: `POST /api/restart`, `POST /api/next`, `POST /api/cue` with `{"show": "default.toml"}` (a show
 of the playlist, by file name, path or index), `GET /api/log?lines=N`. With no token configured the
@@ -16,7 +18,7 @@ import threading
 
 import uvicorn
 from fastapi import Body, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 log = logging.getLogger("kiosk.status")
 
@@ -44,6 +46,14 @@ def create_app(supervisor) -> FastAPI:
     @app.get("/api/status")
     def status() -> dict:
         return supervisor.snapshot()
+
+    @app.get("/thumbnail.jpg")
+    def thumbnail() -> Response:
+        try:
+            data = supervisor.heartbeat_path.with_suffix(".jpg").read_bytes()
+        except OSError:
+            raise HTTPException(404, "no thumbnail yet") from None
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/log")
     def recent_log(request: Request, lines: int = 100) -> dict:
@@ -103,18 +113,24 @@ h1 { font-size: 1.3em; } table { border-collapse: collapse; } td, th { padding: 
 pre { background: #222; padding: .5em; white-space: pre-wrap; max-height: 20em; overflow: auto; }
 button, input, select { font: inherit; margin: 2px; } .ok { color: #7c7; } .bad { color: #e77; }
 #controls { border: 1px solid #444; padding: .5em 1em; margin: 1em 0; }
+#thumb { float: right; max-width: 40vw; border: 1px solid #444; background: #000; min-width: 160px; min-height: 90px; }
 </style></head>
 <body>
 <h1>Masquerade kiosk: <span id="site">…</span></h1>
+<img id="thumb" alt="the presented frame">
 <table>
 <tr><th>mode</th><td id="mode">…</td></tr>
 <tr><th>show</th><td id="show"></td></tr>
+<tr><th>scene cue</th><td id="cue"></td></tr>
 <tr><th>frames per second</th><td id="fps"></td></tr>
 <tr><th>show time</th><td id="showtime"></td></tr>
 <tr><th>stage times (ms/frame)</th><td id="stages"></td></tr>
 <tr><th>uptime</th><td id="uptime"></td></tr>
 <tr><th>engine restarts</th><td id="restarts"></td></tr>
 <tr><th>opening hours</th><td id="hours"></td></tr>
+<tr><th>camera</th><td id="camera"></td></tr>
+<tr><th>OSC</th><td id="osc"></td></tr>
+<tr><th>attract mode</th><td id="attract"></td></tr>
 </table>
 <div id="controls">
 <label>Staff token <input id="token" type="password" autocomplete="off"></label><br>
@@ -145,6 +161,19 @@ async function refresh() {
   $('uptime').textContent = duration(st.uptime);
   $('restarts').textContent = st.restarts;
   $('hours').textContent = (st.open ? 'open' : 'closed') + (st.next_change ? ' until ' + st.next_change : '');
+  $('cue').textContent = hb.cue ? 'cue ' + hb.cue : 'none';
+  const devices = hb.devices || {};
+  $('camera').textContent = devices.camera ? `${devices.camera.state}${devices.camera.reason ? ' (' +
+    devices.camera.reason + ')' : ''}, presence ${hb.presence ?? '?'}, reconnects ${devices.camera.connects}`
+    : 'none in this show';
+  $('camera').className = !devices.camera || devices.camera.state === 'connected' ? '' : 'bad';
+  const osc = hb.osc;
+  $('osc').textContent = osc ? `port ${osc.port}: ${osc.packets} packets, ${osc.posted} applied, ` +
+    `${osc.malformed} malformed, ${osc.rate_limited} over the rate, ${osc.disallowed} refused` : 'off';
+  const at = st.attract || {};
+  $('attract').textContent = !at.show ? 'off' : (at.playing ? 'playing ' + at.show.split('/').pop()
+    : 'waiting') + (at.nobody_for != null ? `, nobody for ${at.nobody_for} s` : '') + ` (after ${at.after} s)`;
+  if (hb.thumbnail) $('thumb').src = '/thumbnail.jpg?' + hb.time;
   if (!cueFilled) {
     st.playlist.forEach((e, i) => { const o = document.createElement('option'); o.value = String(i);
       o.textContent = e.show.split('/').pop(); $('cue-show').appendChild(o); });

@@ -5,7 +5,13 @@ Each loop turn (every `POLL` seconds) it: applies staff commands; reloads a chan
 the playlist; checks the child (exited? no new frame for `heartbeat_timeout`?), kills and restarts it
 with exponential back-off; after `failures_before_safe` failures in a row plays the safe show; writes its
 state file atomically; pings systemd. The engine proves it is alive by rewriting its heartbeat file
-(`masquerade run --heartbeat PATH`) with a growing frame count.
+(`masquerade run --heartbeat PATH`) with a growing frame count; the heartbeat also carries the show time,
+the scene cue, the camera's presence and the devices' and OSC's state.
+
+Resume: the show time and the last scene cue of each show are kept (in the state file too); a show started
+again after a crash, a hang, an edit or an attract interlude continues with `--start-at T --cue N`. A new
+playlist entry starts from the beginning. Attract mode: when the camera has reported nobody for
+`attract.after` seconds, the attract show plays until someone is there again.
 """
 
 from __future__ import annotations
@@ -154,6 +160,9 @@ class Supervisor:
         self.index, self.entry_started = 0, time.time()
         self.last_heartbeat: dict | None = None
         self.mode = "starting"
+        self.resume: dict[str, dict] = {}  # show path -> {"t": show time, "cue": scene cue or None}
+        self.attracting = False
+        self.absent_since: float | None = None  # monotonic time the camera last began to see nobody
         self._last_state_write = float("-inf")
         self._restore()
 
@@ -168,6 +177,7 @@ class Supervisor:
         self.valid = {Path(k): v for k, v in (old.get("validated") or {}).items()}  # content hashes: still valid
         self.events.extend(old.get("events", [])[-50:])
         self.errors.extend(old.get("errors", [])[-20:])
+        self.resume = {k: v for k, v in (old.get("resume") or {}).items() if isinstance(v, dict)}
         index = old.get("playlist_index")
         if isinstance(index, int) and 0 <= index < len(self.site.playlist) \
                 and str(self.site.playlist[index].show) == old.get("playlist_show"):
@@ -214,6 +224,13 @@ class Supervisor:
                         None if child.last_beat is None else round(time.monotonic() - child.last_beat, 2)},
                 "heartbeat": self.last_heartbeat,
                 "show_time": (self.last_heartbeat or {}).get("t"),
+                "resume": dict(self.resume), "attract": {
+                    "show": str(self.site.attract.show) if self.site.attract.show else None,
+                    "after": self.site.attract.after, "playing": self.attracting,
+                    "presence": (self.last_heartbeat or {}).get("presence"),
+                    "nobody_for": None if self.absent_since is None
+                    else round(time.monotonic() - self.absent_since, 1)},
+                "crowd": None if not self.site.crowd.enabled else {"port": self.site.crowd.port},
                 "controls": self.site.status.token is not None,
                 "validated": {str(k): v for k, v in self.valid.items()},
                 "events": list(self.events), "errors": list(self.errors),
@@ -262,6 +279,8 @@ class Supervisor:
             return None
         if self.safe_mode:
             return self.site.safe_show
+        if self.attracting and self.site.attract.show is not None and self.usable(self.site.attract.show):
+            return self.site.attract.show
         n = len(self.site.playlist)
         for step in range(n):  # the scheduled entry, or the next usable one
             show = self.site.playlist[(self.index + step) % n].show
@@ -288,7 +307,13 @@ class Supervisor:
     def start(self, show: Path) -> None:
         """Start the engine on `show`. It is not validated first: the engine checks its show itself and
         exits with status 2 when it cannot play it (a bad file, a missing model), and is then skipped."""
-        argv = [*self.site.command, "run", str(show), "--heartbeat", str(self.heartbeat_path), *self.site.args]
+        argv = [*self.site.command, "run", str(show), "--heartbeat", str(self.heartbeat_path)]
+        where = self.resume.get(str(show)) or {}
+        if where.get("t"):
+            argv += ["--start-at", f"{float(where['t']):.3f}"]
+        if where.get("cue"):
+            argv += ["--cue", str(int(where["cue"]))]
+        argv += self.site.args
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         try:
             self.child = Child(argv, self.site.state_dir, self.heartbeat_path, show, env)
@@ -301,7 +326,8 @@ class Supervisor:
             self.restarts += 1
         self.starts += 1
         log.info("engine started: pid %d, %s", self.child.pid, show)
-        self.event("start", f"pid {self.child.pid}: {show}")
+        at = f" at {float(where['t']):.1f} s" if where.get("t") else ""
+        self.event("start", f"pid {self.child.pid}{at}: {show}")
 
     def stop_child(self, why: str) -> None:
         child, self.child = self.child, None
@@ -327,7 +353,10 @@ class Supervisor:
             return
         child.poll_heartbeat(now)
         if child.heartbeat is not None:
-            self.last_heartbeat = child.heartbeat
+            self.last_heartbeat = beat = child.heartbeat
+            if child.last_beat is not None and isinstance(beat.get("t"), int | float):
+                self.resume[str(child.show)] = {"t": beat["t"], "cue": beat.get("cue")}
+            self.watch_presence(beat.get("presence"), now)
         code = child.proc.poll()
         w = self.site.watchdog
         if code is not None:
@@ -350,6 +379,37 @@ class Supervisor:
         elif self.failures and now - child.last_beat < 1 and now - child.first_beat > w.healthy_after:
             self.failures = 0
             log.info("engine healthy for %.0f s: failure count reset", w.healthy_after)
+
+    def engine_osc_port(self) -> int | None:
+        """The running engine's OSC port, as its heartbeat reports it (None: no engine, or OSC off)."""
+        child = self.child
+        beat = child.heartbeat if child is not None else None
+        return ((beat or {}).get("osc") or {}).get("port")
+
+    def watch_presence(self, presence, now: float) -> None:
+        """Attract mode: on after `attract.after` seconds of nobody, off as soon as someone is there. An
+        attract show without a camera (no presence) gives way to the playlist after the same time."""
+        attract = self.site.attract
+        if attract.show is None or self.safe_mode:
+            return
+        if presence is None and not self.attracting:
+            self.absent_since = None
+            return
+        if presence is not None and presence >= 0.5:
+            self.absent_since = None
+            if self.attracting:
+                self.attracting = False
+                self.event("attract-off", "someone is there")
+            return
+        if self.absent_since is None:
+            self.absent_since = now
+        elif now - self.absent_since >= attract.after:
+            self.absent_since = None
+            self.attracting = not self.attracting if presence is None else True
+            if presence is None:
+                self.event("attract-off", "the attract show reports no presence (no [camera]?)")
+            elif self.child is not None and self.child.show != attract.show:
+                self.event("attract", f"nobody for {attract.after:.0f} s: {attract.show.name}")
 
     def hung(self, child: Child, why: str) -> None:
         code = child.kill()
@@ -407,6 +467,7 @@ class Supervisor:
             n = len(self.site.playlist)
             self.index = (self.index + 1) % n if kind == "next" else arg
             self.entry_started = time.time()
+            self.resume.pop(str(self.site.playlist[self.index].show), None)
             self.leave_safe_mode(f"{kind} requested")
             self.failures, self.next_start = 0, 0.0
             show = self.site.playlist[self.index].show
@@ -435,6 +496,7 @@ class Supervisor:
             index, started = schedule.advance(durations, self.index, self.entry_started, time.time())
             if index != self.index:
                 self.index, self.entry_started = index, started
+                self.resume.pop(str(self.site.playlist[index].show), None)
                 self.event("next", f"playlist entry {index}")
         elif now - self.safe_since > self.site.watchdog.safe_retry_minutes * 60:
             self.leave_safe_mode("trying the scheduled show again")
