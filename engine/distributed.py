@@ -3,7 +3,8 @@
 A frame is a pure function of show time and control state (docs/architecture.md), so the frame range
 splits into chunks that Ray tasks render independently and the driver joins in order, encoding once:
 the file is frame-identical to the single-process render's. Each task builds the Pipeline from the show
-itself. Control state that accumulates over the show (walk time integrates `walk.speed`; cues, keyframe
+itself, on a model its worker process read from disk once (`loaded_model`). Control state that
+accumulates over the show (walk time integrates `walk.speed`; cues, keyframe
 cuts and bookmark glides change it; a replayed set posts its events) is rebuilt exactly: a chunk that
 starts at frame s first runs `Pipeline.generate` for frames 0..s-1 with the generator and filters swapped
 for a one-pixel stand-in, the same code path as a real frame without the cost of drawing it.
@@ -31,6 +32,24 @@ from engine.show import Show
 log = logging.getLogger("masquerade")
 
 RETRIES = 3  # a chunk whose worker dies is re-run this many times before the render fails
+_MODELS: dict = {}  # in a worker process: (model file, mtime, size) -> importers.Loaded, read once per process
+
+
+def loaded_model(show: Show):
+    """The show's model for one more chunk: read from disk once per worker process (Ray reuses its
+    workers across tasks), then handed out as a copy, since a pipeline wraps its model in place."""
+    import copy
+    import dataclasses
+
+    from engine.generators import importers
+
+    st = show.model_path.stat()
+    key = (str(show.model_path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _MODELS:
+        _MODELS.clear()  # one model at a time: a worker serves one render
+        _MODELS[key] = importers.load(show.model_path)
+    cached = _MODELS[key]
+    return dataclasses.replace(cached, module=copy.deepcopy(cached.module))
 
 
 class DistributedError(MasqueradeError):
@@ -77,7 +96,8 @@ def render_chunk(show: Show, start: int, stop: int, fps: float, size: tuple[int,
     from engine.loop import make_compositor, show_time_feeds
     from engine.pipeline import Pipeline, make_bus
 
-    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=show_time_feeds(show)))
+    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=show_time_feeds(show)),
+                        loaded=loaded_model(show))
     pipeline.mirror = mirror.for_render(show)  # a camera video file read at show time: splits like the rest
     clock = FixedStep(fps)
     catch_up(pipeline, clock, start)

@@ -49,13 +49,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Pipeline:
-    def __init__(self, show: Show, device: str = "auto", controls: ControlState | None = None):
+    def __init__(self, show: Show, device: str = "auto", controls: ControlState | None = None, loaded=None):
+        """`loaded`: the model already read (an `importers.Loaded`, this pipeline's own copy), for callers
+        that build many pipelines of one show (a Ray worker rendering chunk after chunk)."""
         self.show = show
         self.controls = controls or ControlState(make_bus(show))
         self.device = resolve_device(device)
         if not show.model_path.is_file():
             raise ShowError(f"{show.source or '<show>'}: model.path: {show.model_path}: no such model file")
-        loaded = importers.load(show.model_path)  # ours, or any foreign format; never runs code from it
+        loaded = loaded or importers.load(show.model_path)  # ours, or any foreign format; never runs code
         self.generator, self.card = loaded.module.to(self.device).eval().requires_grad_(False), loaded.card
         where = str(show.source or "<show>")
         m = show.model

@@ -150,3 +150,4 @@ def test_a_trail_show_is_refused_by_the_distributed_render(tmp_path, video):
     path.write_text(f'[model]\npath = "{DEFAULT_MODEL}"\n[output]\ntrail = 0.5\n')
     with pytest.raises(DistributedError, match="trail"):
         render_distributed(shows.load(path), tmp_path / "out", seconds=1, workers=2, progress=False)
+
