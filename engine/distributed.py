@@ -115,9 +115,9 @@ def render_chunk(show: Show, start: int, stop: int, fps: float, size: tuple[int,
 
 
 def connect(workers: int, address: str | None = None) -> bool:
-    """Join the Ray cluster at `address` (Ray's own "auto": the one `ray start --head` runs on this
-    machine), or without one start a local Ray with `workers` CPUs; a session already open in this
-    process is used as it is. True when this call opened the session."""
+    """Join the Ray cluster at `address` ("auto": the one `ray start --head` runs on this machine, or
+    a local Ray started in-process when there is none), or without one start a local Ray with `workers`
+    CPUs; a session already open in this process is used as it is. True when this call opened the session."""
     if address and "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"  # `ray start` wrote this machine's cluster token: present it
     try:
@@ -128,7 +128,13 @@ def connect(workers: int, address: str | None = None) -> bool:
         return False
     kwargs = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
     try:
-        if address:
+        if address == "auto":
+            try:
+                ray.init(address="auto", **kwargs)
+            except (ConnectionError, RuntimeError, ValueError):
+                log.info("--ray auto: no Ray cluster runs on this machine; starting a local one for this render")
+                ray.init(num_cpus=workers, **kwargs)
+        elif address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=workers, **kwargs)

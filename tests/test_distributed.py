@@ -148,3 +148,11 @@ def test_a_killed_worker_is_rerun_and_the_render_is_identical(cluster, reference
     assert "error" not in result, result.get("error")
     assert result["frames"] == SECONDS * FPS
     same_pngs(reference / "png", out)
+
+
+def test_ray_auto_without_a_cluster_starts_a_local_one(tmp_path):
+    out = tmp_path / "png"
+    r = masquerade("render", DEFAULT_SHOW, "-o", out, "--seconds", 0.5, "--fps", 8, "--size", "64x48",
+                   "--workers", 2, "--ray", "auto", "-q", env={**os.environ, "RAY_ADDRESS": ""})
+    assert r.returncode == 0, r.stderr
+    assert len(list(out.glob("*.png"))) == 4
