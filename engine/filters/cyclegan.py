@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.filters.img2img import Stabiliser, read_weights, run_padded, wrong_network
+from engine.filters.img2img import ImageToImage, read_weights, run_padded, wrong_network
 
 WANTED = "a CycleGAN/pix2pix ResnetGenerator (kind = \"cyclegan\")"
 NORMS = ("instance", "batch", "none")
@@ -131,25 +131,9 @@ def translate(image: torch.Tensor, net: ResnetGenerator) -> torch.Tensor:
     return ((y + 1) / 2).clamp(0, 1).to(image.dtype)
 
 
-class CycleGAN(nn.Module):
+class CycleGAN(ImageToImage):
     """`[[filters]] kind = "cyclegan"`: a CycleGAN / pix2pix ResnetGenerator applied to every frame,
-    with the same `blend`, `stabilise` and `threshold` as `style` (engine.filters.style.StyleTransfer)."""
+    with the same `blend`, `stabilise` and `threshold` as `style` (engine/filters/img2img.py ImageToImage)."""
 
-    scale = 1
-    controls: dict[str, tuple[float, float, float]] = {"blend": (1.0, 0.0, 1.0), "stabilise": (0.0, 0.0, 0.95)}
-
-    def __init__(self, path: str | Path, blend: float = 1.0, stabilise: float = 0.0, threshold: float = 0.1):
-        super().__init__()
-        self.net = load_cyclegan(path)
-        self.blend, self.stabilise = float(blend), float(stabilise)
-        self.stabiliser = Stabiliser(threshold)
-        self.config = dict(path=str(path), blend=blend, stabilise=stabilise, threshold=threshold)
-
-    def reset(self) -> None:
-        self.stabiliser.reset()
-
-    def forward(self, image: torch.Tensor, blend: float | None = None, stabilise: float | None = None) -> torch.Tensor:
-        blend = self.blend if blend is None else float(blend)
-        stabilise = self.stabilise if stabilise is None else float(stabilise)
-        translated = self.stabiliser(translate(image, self.net), image, stabilise)
-        return torch.lerp(image, translated, blend)
+    load = staticmethod(load_cyclegan)
+    run = staticmethod(translate)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from engine.errors import MasqueradeError
 
@@ -132,3 +133,39 @@ class Stabiliser:
         out = stabilise(styled, image, self.previous_output, self.previous_image, amount, self.threshold)
         self.previous_image, self.previous_output = image.detach().clone(), out.detach().clone()
         return out
+
+
+class ImageToImage(nn.Module):
+    """The filter shell both image-to-image networks share: weights read once by `load(path)`, every
+    frame `run(image, net)`, then stabilised and blended over the original.
+
+    `blend` mixes the original (0) and the network's frame (1); `stabilise` (0..0.95) holds the output
+    steady where the input is still (`Stabiliser`), and `threshold` is the input change (0..1, per
+    pixel) from which a pixel follows its new value at once."""
+
+    scale = 1
+    controls: dict[str, tuple[float, float, float]] = {"blend": (1.0, 0.0, 1.0), "stabilise": (0.0, 0.0, 0.95)}
+
+    @staticmethod
+    def load(path: str | Path) -> nn.Module:
+        raise NotImplementedError
+
+    @staticmethod
+    def run(image: torch.Tensor, net: nn.Module) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __init__(self, path: str | Path, blend: float = 1.0, stabilise: float = 0.0, threshold: float = 0.1):
+        super().__init__()
+        self.net = self.load(path)
+        self.blend, self.stabilise = float(blend), float(stabilise)
+        self.stabiliser = Stabiliser(threshold)
+        self.config = dict(path=str(path), blend=blend, stabilise=stabilise, threshold=threshold)
+
+    def reset(self) -> None:
+        self.stabiliser.reset()
+
+    def forward(self, image: torch.Tensor, blend: float | None = None, stabilise: float | None = None) -> torch.Tensor:
+        blend = self.blend if blend is None else float(blend)
+        stabilise = self.stabilise if stabilise is None else float(stabilise)
+        made = self.stabiliser(self.run(image, self.net), image, stabilise)
+        return torch.lerp(image, made, blend)

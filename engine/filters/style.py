@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.filters.img2img import Stabiliser, WeightsError, read_weights, run_padded, wrong_network
+from engine.filters.img2img import ImageToImage, WeightsError, read_weights, run_padded, wrong_network
 
 WANTED = "a fast-neural-style TransformerNet (kind = \"style\")"
 
@@ -120,31 +120,12 @@ def stylise(image: torch.Tensor, net: TransformerNet) -> torch.Tensor:
     return (out.float() / 255).clamp(0, 1).to(image.dtype)
 
 
-class StyleTransfer(nn.Module):
-    """`[[filters]] kind = "style"`: a TransformerNet weights file painted over every frame.
+class StyleTransfer(ImageToImage):
+    """`[[filters]] kind = "style"`: a TransformerNet weights file painted over every frame, with
+    `blend`, `stabilise` and `threshold` (engine/filters/img2img.py ImageToImage)."""
 
-    `blend` mixes the original (0) and the styled frame (1); `stabilise` (0..0.95) holds the output
-    steady where the input is still (see `engine/filters/img2img.py`), and `threshold` is the input
-    change (0..1, per pixel) from which a pixel follows its new styled value at once."""
-
-    scale = 1
-    controls: dict[str, tuple[float, float, float]] = {"blend": (1.0, 0.0, 1.0), "stabilise": (0.0, 0.0, 0.95)}
-
-    def __init__(self, path: str | Path, blend: float = 1.0, stabilise: float = 0.0, threshold: float = 0.1):
-        super().__init__()
-        self.net = load_style(path)
-        self.blend, self.stabilise = float(blend), float(stabilise)
-        self.stabiliser = Stabiliser(threshold)
-        self.config = dict(path=str(path), blend=blend, stabilise=stabilise, threshold=threshold)
-
-    def reset(self) -> None:
-        self.stabiliser.reset()
-
-    def forward(self, image: torch.Tensor, blend: float | None = None, stabilise: float | None = None) -> torch.Tensor:
-        blend = self.blend if blend is None else float(blend)
-        stabilise = self.stabilise if stabilise is None else float(stabilise)
-        styled = self.stabiliser(stylise(image, self.net), image, stabilise)
-        return torch.lerp(image, styled, blend)
+    load = staticmethod(load_style)
+    run = staticmethod(stylise)
 
 
 __all__ = ["StyleTransfer", "TransformerNet", "WeightsError", "load_style", "stylise"]
