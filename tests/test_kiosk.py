@@ -33,8 +33,10 @@ start, frames = time.monotonic(), 0
 while True:
     frames += 1
     tmp = heartbeat.with_name(".hb.tmp")
+    cue_file = Path(b.get("cue_file", "/nonexistent"))
+    cue = int(cue_file.read_text()) if cue_file.is_file() else None  # a scene cue the show has fired
     tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), "frames": frames, "t": frames / 30,
-                               "fps": 30.0, "show": show.stem, "stage_ms": {"generate": 1.0}}))
+                               "fps": 30.0, "show": show.stem, "stage_ms": {"generate": 1.0}, "cue": cue}))
     os.replace(tmp, heartbeat)
     if time.monotonic() - start > b.get("crash_after", 1e9):
         raise RuntimeError("fake crash")
@@ -127,6 +129,7 @@ startup_timeout = 20
 backoff_initial = 0.3
 backoff_max = 2
 failures_before_safe = 3
+reload_within = 3.0
 [status]
 enabled = false
 [[playlist]]
@@ -196,10 +199,29 @@ def test_a_bad_show_edit_is_refused_and_the_running_show_goes_on(site_dir):
                       and s, 20, "the edit refused")
         assert "not valid TOML" in state["errors"][-1]["message"] and "line" in state["errors"][-1]["message"]
         assert state["child"]["pid"] == pid and alive(pid)
-        show.write_text(good.replace("speed = 1.0", "speed = 2.0"))  # a valid edit: played at once
+        show.write_text(good.replace("speed = 1.0", "speed = 2.0"))  # a valid edit: played at the next cue
+        edited = time.monotonic()
+        state = until(lambda: (s := kiosk.state()) and any(e["kind"] == "reload-pending" for e in s["events"])
+                      and s, 20, "the edit accepted")
+        assert state["child"]["pid"] == pid  # no cue came yet: the running show goes on for now ...
         state = kiosk.playing("a.toml", not_pid=pid)
+        assert time.monotonic() - edited >= 2.0  # ... until reload_within (3 s) after the edit
         assert any(e["kind"] == "reload" for e in state["events"])
         assert "show edit refused" in kiosk.log()
+
+
+def test_a_valid_show_edit_takes_over_at_the_next_scene_cue(site_dir):
+    show, cue = site_dir / "shows" / "a.toml", site_dir / "cue.txt"
+    with Kiosk(site_dir, SITE.replace("reload_within = 3.0", "reload_within = 600"),
+               behaviour={"a.toml": {"cue_file": str(cue)}}) as kiosk:
+        pid = kiosk.playing("a.toml")["child"]["pid"]
+        show.write_text(show.read_text().replace("speed = 1.0", "speed = 2.0"))
+        until(lambda: any(e["kind"] == "reload-pending" for e in kiosk.state()["events"]), 20, "the edit accepted")
+        time.sleep(1.0)
+        assert kiosk.state()["child"]["pid"] == pid  # waiting for a cue
+        cue.write_text("2")  # the show fires cue 2: the edit takes over there
+        state = kiosk.playing("a.toml", not_pid=pid, timeout=10)
+        assert any(e["kind"] == "reload" for e in state["events"])
 
 
 def test_an_engine_that_refuses_its_show_is_skipped(site_dir):

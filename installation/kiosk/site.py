@@ -38,6 +38,7 @@ class Watchdog:
     healthy_after: float = 30.0  # running this long with frames: the failure count starts again at 0
     failures_before_safe: int = 3  # consecutive failures before the safe show plays
     safe_retry_minutes: float = 10.0  # in safe mode, try the scheduled show again after this long
+    reload_within: float = 60.0  # a valid show edit plays from the next scene cue, or after this long (0: at once)
 
 
 @dataclass

@@ -149,6 +149,7 @@ class Supervisor:
         self.valid: dict[Path, str] = {}  # show -> fingerprint that passed validation
         self.bad: dict[Path, str | None] = {}  # show -> fingerprint that failed (skipped until it changes)
         self.playing_print: str | None = None  # fingerprint of the show file the child was started with
+        self.pending_reload: tuple[float, object] | None = None  # (when a valid edit was seen, the cue then)
         self.events: deque[dict] = deque(maxlen=50)
         self.errors: deque[dict] = deque(maxlen=20)
         self.failures = 0  # consecutive
@@ -322,6 +323,7 @@ class Supervisor:
             self.failed("start failed", backoff_only=True)
             return
         self.playing_print = fingerprint(show)
+        self.pending_reload = None  # a start reads the file as it is now
         if self.starts:
             self.restarts += 1
         self.starts += 1
@@ -452,9 +454,27 @@ class Supervisor:
             self.error(f"show edit refused, the running show goes on: {why}")
             self.event("reload-refused", str(child.show))
             return
-        log.info("show file changed and valid: restarting the engine with it")
+        cue = (self.last_heartbeat or {}).get("cue")
+        self.pending_reload = (time.monotonic(), cue)
+        log.info("show file changed and valid: it plays from the next scene cue, or within %g s",
+                 self.site.watchdog.reload_within)
+        self.event("reload-pending", str(child.show))
+        self.apply_reload()
+
+    def apply_reload(self) -> None:
+        """A validated edit takes over at a cut the audience expects: the next scene cue the engine
+        reports, or `reload_within` seconds after the edit at the latest (0: at once)."""
+        if self.pending_reload is None or self.child is None:
+            return
+        since, cue = self.pending_reload
+        now_cue = (self.last_heartbeat or {}).get("cue")
+        if now_cue == cue and time.monotonic() - since < self.site.watchdog.reload_within:
+            return
+        self.pending_reload = None
+        show = self.child.show
+        log.info("applying the show edit: restarting the engine with it")
         self.stop_child("show file changed")
-        self.event("reload", str(child.show))
+        self.event("reload", str(show))
 
     def handle(self, command: tuple) -> None:
         kind, arg = command
@@ -491,6 +511,7 @@ class Supervisor:
                 break
         self.reload_site()
         self.reload_show()
+        self.apply_reload()
         if not self.safe_mode:
             durations = [e.seconds for e in self.site.playlist]
             index, started = schedule.advance(durations, self.index, self.entry_started, time.time())
