@@ -320,3 +320,26 @@ show = "{DEFAULT_SHOW}"
         print(f"real engine back {time.monotonic() - killed:.1f} s after kill -9")
         assert state["restarts"] == 2 and state["playlist_index"] == 1  # the skip, then the kill
         assert "playing Emoji masquerade" in kiosk.log()  # the engine's own log lines, in the kiosk log
+
+
+def test_closed_hours_show_the_sites_still_and_no_engine(site_dir, xvfb):
+    from PIL import Image, ImageGrab
+
+    Image.new("RGB", (20, 10), (200, 30, 40)).save(site_dir / "closed.png")
+    site = SITE.replace("[engine]\n", '[engine]\nclosed = "closed.png"\nargs = ["--size", "200x100"]\n') + \
+        '[hours]\nmon = "closed"\n'  # every day closed
+    with Kiosk(site_dir, site) as kiosk:
+        state = until(lambda: (s := kiosk.state()) and s.get("mode") == "closed"
+                      and any(e["kind"] == "closed" for e in s["events"]) and s, 20, "the closed screen")
+        assert not (state.get("child") or {}).get("running")
+
+        def red():
+            screen = ImageGrab.grab(xdisplay=xvfb)
+            pixel = screen.getpixel((screen.width // 2, screen.height // 2))  # SDL centres the window
+            return pixel if pixel == (200, 30, 40) else None
+        until(red, 20, "the still on the screen")
+    bad = site_dir / "bad.toml"
+    bad.write_text(site.replace("closed.png", "missing.png"))
+    out = subprocess.run([sys.executable, "-m", "installation.kiosk", str(bad), "--check"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "engine.closed" in out.stderr and "missing.png" in out.stderr

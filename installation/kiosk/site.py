@@ -80,6 +80,7 @@ class Site:
     state_dir: Path
     log_dir: Path
     log_max_bytes: int = 1_000_000
+    closed: str = "black"  # outside opening hours: "black", a picture's path (a still), or "off" (the desktop)
     log_backups: int = 5
     hours: Hours | None = None  # None: always open
     watchdog: Watchdog = field(default_factory=Watchdog)
@@ -148,12 +149,20 @@ def load(path: str | Path, env: dict | None = None) -> Site:
     if not isinstance(name, str):
         raise SiteError(f"{where}: name must be a string")
 
-    engine = _table(data, "engine", where, {"command", "args", "safe_show"})
+    engine = _table(data, "engine", where, {"command", "args", "safe_show", "closed"})
     command = _strings(engine.get("command", [sys.executable, "-m", "engine.cli"]), f"{where}: engine.command")
     if not command:
         raise SiteError(f"{where}: engine.command must not be empty")
     args = _strings(engine.get("args", []), f"{where}: engine.args")
     safe_show = _path(engine.get("safe_show", "shows/default.toml"), base, f"{where}: engine.safe_show")
+    closed = engine.get("closed", "black")
+    if not isinstance(closed, str) or not closed:
+        raise SiteError(f"{where}: engine.closed must be \"black\", \"off\" or a picture's path, got {closed!r}")
+    if closed not in ("black", "off"):
+        picture = _path(closed, base, f"{where}: engine.closed")
+        if not picture.is_file():
+            raise SiteError(f"{where}: engine.closed: {picture}: no such picture")
+        closed = str(picture)
 
     raw_playlist = data.get("playlist", [])
     if not isinstance(raw_playlist, list) or not raw_playlist:
@@ -211,6 +220,7 @@ def load(path: str | Path, env: dict | None = None) -> Site:
         raise SiteError(f"{where}: crowd.port must differ from status.port (no staff controls on the crowd's port)")
 
     return Site(name=name, source=path, playlist=playlist, safe_show=safe_show, command=command, args=args,
+                closed=closed,
                 state_dir=_path(data.get("state_dir", "state"), base, f"{where}: state_dir"),
                 log_dir=_path(data.get("log_dir", "logs"), base, f"{where}: log_dir"),
                 log_max_bytes=_number(logs, "max_bytes", 1_000_000, f"{where}: logs", kind=int, minimum=10_000),

@@ -150,6 +150,7 @@ class Supervisor:
         self.bad: dict[Path, str | None] = {}  # show -> fingerprint that failed (skipped until it changes)
         self.playing_print: str | None = None  # fingerprint of the show file the child was started with
         self.pending_reload: tuple[float, object] | None = None  # (when a valid edit was seen, the cue then)
+        self.still: subprocess.Popen | None = None  # the closed-hours screen (installation/kiosk/still.py)
         self.events: deque[dict] = deque(maxlen=50)
         self.errors: deque[dict] = deque(maxlen=20)
         self.failures = 0  # consecutive
@@ -527,7 +528,9 @@ class Supervisor:
             self.stop_child("schedule" if want is None else f"switching to {want.name}")
         if want is None:
             self.mode = "closed"
+            self.show_closed()
         elif self.child is None and now >= self.next_start:
+            self.stop_still()
             self.start(want)
         if want is not None:
             self.mode = ("safe" if self.safe_mode else "playing") if self.child and self.child.last_beat \
@@ -537,6 +540,34 @@ class Supervisor:
         beat = self.last_heartbeat or {}
         self.notifier.status(f"{self.mode}: {want.name if want else 'closed'}, {beat.get('fps', 0):.0f} fps, "
                              f"{self.restarts} restarts")
+
+    def show_closed(self) -> None:
+        """Outside opening hours the engine rests and the wall shows black or the site's still."""
+        if self.site.closed == "off" or (self.still is not None and self.still.poll() is None):
+            return
+        argv = [sys.executable, "-m", "installation.kiosk.still"]
+        argv += [] if self.site.closed == "black" else [self.site.closed]
+        size = next((a.split("=", 1)[1] for a in self.site.args if a.startswith("--size=")), None)
+        if "--size" in self.site.args[:-1]:
+            size = self.site.args[self.site.args.index("--size") + 1]
+        argv += ["--size", size] if size else []
+        try:
+            self.still = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL)
+        except OSError as e:
+            self.error(f"cannot show the closed screen ({' '.join(argv)}): {e}")
+            return
+        log.info("closed: showing %s (pid %d)", self.site.closed, self.still.pid)
+        self.event("closed", self.site.closed)
+
+    def stop_still(self) -> None:
+        still, self.still = self.still, None
+        if still is not None and still.poll() is None:
+            still.terminate()
+            try:
+                still.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                still.kill()
+                still.wait()
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -551,6 +582,7 @@ class Supervisor:
         finally:
             self.notifier.stopping()
             self.stop_child("supervisor stopping")
+            self.stop_still()
             self.mode = "stopped"
             self.write_state(force=True)
             log.info("kiosk supervisor stopped")
