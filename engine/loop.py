@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from engine import sinks
 from engine.clock import FixedStep, Realtime
 from engine.compositor import Compositor, Trail, headless_context
@@ -78,6 +80,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
 
         surface = Window(size, opts.fullscreen, opts.display, title=f"Masquerade: {show.name}")
         clock, frames_total = Realtime(start=opts.start_at), opts.frames
+        share_cores_with_software_gl(surface.ctx, pipeline.device)
     if opts.cue is not None:
         controls.bus.post("osc:/masq/scene/cue", float(opts.cue))
     producer = Producer(pipeline)
@@ -171,6 +174,24 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         if opts.record is not None:
             log.info("recorded %d control events to %s", len(controls.bus.recording),
                      controls.bus.recording.save(opts.record))
+
+
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "lavapipe")
+
+
+def share_cores_with_software_gl(ctx, device) -> None:
+    """With the GL on the CPU (Mesa llvmpipe: no GPU, or a VM), torch on every core fights the rasteriser
+    for them and both slow down: on 2 cores the model ran at 5 fps with 2 torch threads and 20 fps with 1
+    (docs/performance.md). Leave the rasteriser a core, unless the user chose a thread count."""
+    renderer = ctx.info.get("GL_RENDERER", "").lower()
+    if device.type != "cpu" or not any(name in renderer for name in SOFTWARE_GL):
+        return
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MASQUERADE_TORCH_THREADS"):
+        return
+    threads = max(1, (os.cpu_count() or 1) - 1)
+    if threads < torch.get_num_threads():
+        torch.set_num_threads(threads)
+        log.info("software GL (%s): torch uses %d thread(s), leaving the rasteriser a core", renderer, threads)
 
 
 def live_outputs(show: Show, opts: LiveOptions, size: tuple[int, int]) -> Outputs:

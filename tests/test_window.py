@@ -43,15 +43,27 @@ def test_window_shows_what_the_renderer_made(xvfb):
 
 
 def _run_window(frames, stats):
+    import os
+
+    import torch
+
     from engine import show as shows
     from engine.loop import LiveOptions, run_live
 
-    return run_live(shows.load(DEFAULT_SHOW),
-                    LiveOptions(size=(320, 180), stats=stats, frames=frames, device="cpu")).frames
+    os.environ.pop("OMP_NUM_THREADS", None)
+    torch.set_num_threads(os.cpu_count() or 1)
+    shown = run_live(shows.load(DEFAULT_SHOW),
+                     LiveOptions(size=(320, 180), stats=stats, frames=frames, device="cpu")).frames
+    return shown, torch.get_num_threads()
 
 
 def test_live_window_runs_with_stats_overlay(xvfb):
-    assert in_fresh_process(_run_window, 20, True) == 20
+    import os
+
+    shown, threads = in_fresh_process(_run_window, 20, True)
+    assert shown == 20
+    # Xvfb's GL is Mesa's llvmpipe, on the CPU: torch leaves it a core (5 -> 30 fps on 2 cores)
+    assert threads == max(1, (os.cpu_count() or 1) - 1)
 
 
 def _type_keys_then_run(stills):
