@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from installation.soak import accelerated, print_accelerated  # noqa: E402
+from installation.soak import accelerated, print_accelerated, start_xvfb  # noqa: E402
 
 
 def read(path: Path) -> dict:
@@ -59,11 +59,7 @@ show = "{ROOT / 'shows' / 'default.toml'}"
 """)
     env, xvfb = dict(os.environ), None
     if not env.get("DISPLAY"):
-        display = f":{300 + os.getpid() % 100}"
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        env["DISPLAY"] = display
-        time.sleep(1)
+        xvfb = start_xvfb(env, 300)
     kiosk = subprocess.Popen([sys.executable, "-m", "engine.cli", "kiosk", str(work / "site.toml")], cwd=ROOT,
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     heartbeat, results = work / "state" / "heartbeat.json", []

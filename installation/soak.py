@@ -91,6 +91,16 @@ def print_accelerated(r: dict) -> None:
     print(f"frame time: {r['ms_early']:.2f} ms -> {r['ms_late']:.2f} ms ({r['ms_growth_pct']:+.1f}%)")
 
 
+def start_xvfb(env: dict, base: int) -> subprocess.Popen:
+    """A virtual X server for the engine's window, on display `base + pid % 100`, set in `env`."""
+    display = f":{base + os.getpid() % 100}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env["DISPLAY"] = display
+    time.sleep(1)
+    return xvfb
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=5.0)
@@ -125,11 +135,7 @@ show = "{show}"
         if shutil.which("Xvfb") is None:
             print("soak: no DISPLAY and no Xvfb", file=sys.stderr)
             return 2
-        display = f":{200 + os.getpid() % 100}"
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        env["DISPLAY"] = display
-        time.sleep(1)
+        xvfb = start_xvfb(env, 200)
     kiosk = subprocess.Popen([sys.executable, "-m", "installation.kiosk", str(work / "site.toml")], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
