@@ -86,6 +86,7 @@ class Pipeline:
         self.tempo = Tempo(tempo.bpm, tempo.downbeat, tempo.beats_per_bar)
         self._bpm_param = tempo.bpm  # the last tempo.bpm the bus gave: a change of it sets the tempo
         self._beat_feed = TempoFeed(self.tempo)
+        self._beat_bound = any(b.source.startswith("tempo:") for b in self.controls.bus.bindings)  # else unposted
         self.link = None  # a started controls.tempo.LinkClock (live runs with [tempo] link = true)
         self.filters = [self._build_filter(stage) for stage in show.filters]
         self.controls_of = [list(stage.controls()) for stage in show.filters]  # each filter's live params
@@ -128,9 +129,11 @@ class Pipeline:
             for target, value in cue.set.items():
                 bus.post(f"cue:{target}", value, at=t)
         self._beat(snap, t)
-        self._beat_feed(bus, t)
-        after = bus.snapshot(t)  # the same show time: derived values apply now, not a frame late
-        snap = dataclasses.replace(after, triggers=snap.triggers | after.triggers)
+        if self._beat_bound:
+            self._beat_feed(bus, t)
+        if cue is not None or self._beat_bound:
+            after = bus.snapshot(t)  # the same show time: derived values apply now, not a frame late
+            snap = dataclasses.replace(after, triggers=snap.triggers | after.triggers)
         if cue is not None:
             jump = getattr(self.walk, "jump", None)
             if cue.keyframe and jump is not None:
