@@ -212,7 +212,7 @@ class Pipeline:
             check_image(image)  # [1, 3, R, R] in [0, 1]
         if self.mirror is not None and snap["camera.mirror"] > 0:  # the camera's picture as the source
             with self.times.time("mirror"):
-                image = mirror.apply(image, self.mirror(tick.t), snap["camera.mirror"])  # [1, 3, R, R]
+                image = mirror.apply(image, self.mirror(tick.t), snap["camera.mirror"], self.show.camera.flip)
         for stage, f, names in zip(self.show.filters, self.filters, self.controls_of):
             with self.times.time(stage.name):
                 image = f(image, **{k: snap[f"filter.{stage.name}.{k}"] for k in names})  # [1, 3, R', R']

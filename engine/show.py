@@ -178,6 +178,7 @@ class CameraSection:
     # mirror mode: the camera's image as the frame's source, before the filters (live param camera.mirror,
     # /masq/camera/mirror): 0 the generator only, 1 the camera only, between a blend
     mirror: float = 0.0
+    flip: bool = True  # mirror mode shows the picture flipped left-right, as a mirror does (false: as filmed)
 
     @property
     def enabled(self) -> bool:

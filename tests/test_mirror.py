@@ -46,7 +46,7 @@ def video(tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("camera") / "visitor.mp4", video_frames())
 
 
-def show_file(tmp_path, video, camera="mirror = 1.0", filters="", name="show"):
+def show_file(tmp_path, video, camera="mirror = 1.0\nflip = false", filters="", name="show"):
     path = tmp_path / f"{name}.toml"
     path.write_text(f'[model]\npath = "{DEFAULT_MODEL}"\n[output]\nsize = [64, 64]\nfps = 20\nupscale = "nearest"\n'
                     f'[camera]\nsource = "{video}"\n{camera}\n[osc]\nenabled = false\n{filters}')
@@ -84,7 +84,8 @@ def test_a_filter_works_on_the_camera_picture_and_a_half_mirror_blends(tmp_path,
         assert g.mean() > m.mean() + 20  # one stop brighter: the filter ran on the camera's picture
         assert np.corrcoef(m[..., 0].ravel(), g[..., 0].ravel())[0, 1] > 0.8  # and it is still that picture
     generator = render_frames(show_file(tmp_path, video, "mirror = 0.0", name="plain"), tmp_path / "plain", seconds)
-    half = render_frames(show_file(tmp_path, video, "mirror = 0.5", name="half"), tmp_path / "half", seconds)
+    half = render_frames(show_file(tmp_path, video, "mirror = 0.5\nflip = false", name="half"), tmp_path / "half",
+                         seconds)
     for m, p, h in zip(mirror, generator, half):
         assert diff(m, p) > 20
         assert np.abs(h - (m + p) / 2).max() <= 1.5
@@ -151,3 +152,11 @@ def test_a_trail_show_is_refused_by_the_distributed_render(tmp_path, video):
     with pytest.raises(DistributedError, match="trail"):
         render_distributed(shows.load(path), tmp_path / "out", seconds=1, workers=2, progress=False)
 
+
+
+def test_a_mirror_flips_the_visitor_left_right_by_default(tmp_path, video):
+    as_filmed = render_frames(show_file(tmp_path, video, name="filmed"), tmp_path / "filmed", seconds=0.5)
+    mirrored = render_frames(show_file(tmp_path, video, camera="mirror = 1.0", name="mirrored"), tmp_path / "m",
+                             seconds=0.5)
+    for a, b in zip(as_filmed, mirrored):
+        assert np.array_equal(a[:, ::-1], b)
