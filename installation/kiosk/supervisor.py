@@ -552,7 +552,9 @@ class Supervisor:
             size = self.site.args[self.site.args.index("--size") + 1]
         argv += ["--size", size] if size else []
         try:
-            self.still = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL)
+            with open(self.site.log_dir / "still.log", "ab") as out:  # its complaints, for the technician
+                self.still = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL,
+                                              stdout=out, stderr=subprocess.STDOUT)
         except OSError as e:
             self.error(f"cannot show the closed screen ({' '.join(argv)}): {e}")
             return
