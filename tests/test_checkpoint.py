@@ -20,8 +20,10 @@ def test_round_trip_gives_the_same_images(tmp_path):
     checkpoint.save(g, "dcgan", path, {"dataset": "noise", "steps": 0})
     loaded, card = checkpoint.load(path)
     z = torch.randn(3, 16)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(z), g(z), atol=0, rtol=0)
+    for (name, a), b in zip(g.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"{name} changed in the round trip"  # the weights, bit for bit
+    with torch.no_grad():  # the images: oneDNN may pick another kernel for another memory layout (~1e-6)
+        torch.testing.assert_close(loaded(z), g(z), atol=1e-5, rtol=0)
     assert card.architecture == "dcgan" and card.config["resolution"] == 16
     assert card.provenance == {"dataset": "noise", "steps": 0}
     assert card.parameters == sum(p.numel() for p in g.parameters())

@@ -6,6 +6,9 @@ not needed here. Pickles in NVlabs' layout are written by `nvlabs_layout` below,
 globals such files name, so the reader is tested on the real opcodes without NVlabs' code.
 """
 
+# A model loaded from a file equals the one in memory to 1e-5, not bit for bit: its tensors may sit in
+# another memory layout, for which oneDNN may pick another convolution kernel (seen once in CI, ~1e-6).
+
 import builtins
 import json
 import os
@@ -87,7 +90,7 @@ def test_config_round_trips_through_json():
     again = stylegan2.Generator(**json.loads(json.dumps(g.config)))
     again.load_state_dict(g.state_dict(), strict=True)
     with torch.no_grad():
-        torch.testing.assert_close(again(ref["z"], ref["c"]), g(ref["z"], ref["c"]), atol=0, rtol=0)
+        torch.testing.assert_close(again(ref["z"], ref["c"]), g(ref["z"], ref["c"]), atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------- (e) truncation, noise, conditioning
@@ -249,7 +252,7 @@ def test_nvlabs_layout_pickle_loads_and_generates(tmp_path, nvlabs_names, name):
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     z, c = ref["z"], labels(g, ref)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(z, c, truncation_psi=0.7), g(z, c, truncation_psi=0.7), atol=0, rtol=0)
+        torch.testing.assert_close(loaded(z, c, truncation_psi=0.7), g(z, c, truncation_psi=0.7), atol=1e-5, rtol=0)
         assert (loaded.synthesis(loaded.mapping(z, c, 0.7)) - ref["img"]).abs().max() < TOLERANCE
     assert isinstance(load_nvlabs_pickle(path, which="G")[0], stylegan2.Generator)
 
@@ -261,7 +264,7 @@ def test_every_pickle_protocol_reads(tmp_path, nvlabs_names, protocol):
     path = write_snapshot(nvlabs_names, tmp_path / f"p{protocol}.pkl", g, "", protocol)
     loaded, _ = load_nvlabs_pickle(path)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(ref["z"]), g(ref["z"]), atol=0, rtol=0)
+        torch.testing.assert_close(loaded(ref["z"]), g(ref["z"]), atol=1e-5, rtol=0)
 
 
 def test_missing_entry_and_wrong_class_are_named(tmp_path, nvlabs_names):

@@ -8,6 +8,9 @@ outputs for fixed z, c: `img` (psi 0.7), `img_cut` (psi 0.5, cutoff 2) and `img_
 transform that NVlabs' gen_images.py sets for --translate=0.1,-0.05 --rotate=20). NVlabs' code is not needed.
 """
 
+# A model loaded from a file equals the one in memory to 1e-5, not bit for bit: its tensors may sit in
+# another memory layout, for which oneDNN may pick another convolution kernel (seen once in CI, ~1e-6).
+
 import json
 import sys
 from pathlib import Path
@@ -128,7 +131,7 @@ def test_config_round_trips_through_json_and_the_registry():
     again = generators.create("stylegan3", **json.loads(json.dumps(g.config)))
     again.load_state_dict(g.state_dict(), strict=True)
     with torch.no_grad():
-        torch.testing.assert_close(again.eval()(ref["z"], ref["c"]), g(ref["z"], ref["c"]), atol=0, rtol=0)
+        torch.testing.assert_close(again.eval()(ref["z"], ref["c"]), g(ref["z"], ref["c"]), atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------- the parts, as pure functions
@@ -275,7 +278,7 @@ def test_nvlabs_layout_pickle_loads_and_generates(tmp_path, nvlabs_names, name):
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     z, c = ref["z"], labels(g, ref)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(z, c, truncation_psi=0.7), g(z, c, truncation_psi=0.7), atol=0, rtol=0)
+        torch.testing.assert_close(loaded(z, c, truncation_psi=0.7), g(z, c, truncation_psi=0.7), atol=1e-5, rtol=0)
         assert (loaded.synthesis(loaded.mapping(z, c, 0.7)) - ref["img"]).abs().max() < TOLERANCE
 
 
