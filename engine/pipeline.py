@@ -206,13 +206,19 @@ class Pipeline:
             if snap.fired("bookmark.save"):
                 self.steer.save(int(snap["bookmark.save"]), z)
             z = z.to(self.device)
-        with self.times.time("generate"):
-            image = self.styler(z, snap["walk.truncation"], label=snap["style.class"], mix=snap["style.mix"],
-                                w_shift=None if w_shift is None else w_shift.to(self.device))
-            check_image(image)  # [1, 3, R, R] in [0, 1]
-        if self.mirror is not None and snap["camera.mirror"] > 0:  # the camera's picture as the source
+        amount = snap["camera.mirror"] if self.mirror is not None else 0.0
+        seen = self.mirror(tick.t) if amount > 0 else None  # the camera's picture, (H, W, 3) uint8, or None
+        if seen is not None and amount >= 1:  # the camera alone: the model need not run
             with self.times.time("mirror"):
-                image = mirror.apply(image, self.mirror(tick.t), snap["camera.mirror"], self.show.camera.flip)
+                image = mirror.picture(seen, self.generator.resolution, self.device, self.show.camera.flip)
+        else:
+            with self.times.time("generate"):
+                image = self.styler(z, snap["walk.truncation"], label=snap["style.class"], mix=snap["style.mix"],
+                                    w_shift=None if w_shift is None else w_shift.to(self.device))
+                check_image(image)  # [1, 3, R, R] in [0, 1]
+            if seen is not None:
+                with self.times.time("mirror"):
+                    image = mirror.apply(image, seen, amount, self.show.camera.flip)
         for stage, f, names in zip(self.show.filters, self.filters, self.controls_of):
             with self.times.time(stage.name):
                 image = f(image, **{k: snap[f"filter.{stage.name}.{k}"] for k in names})  # [1, 3, R', R']

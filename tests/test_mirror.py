@@ -160,3 +160,16 @@ def test_a_mirror_flips_the_visitor_left_right_by_default(tmp_path, video):
                              seconds=0.5)
     for a, b in zip(as_filmed, mirrored):
         assert np.array_equal(a[:, ::-1], b)
+
+
+def test_a_full_mirror_does_not_run_the_model(tmp_path, video):
+    from engine.controls import mirror
+    from engine.frame import Tick
+    from engine.pipeline import Pipeline
+
+    show = shows.load(show_file(tmp_path, video))
+    p = Pipeline(show, "cpu")
+    p.mirror = mirror.for_render(show)
+    for i in range(3):
+        p.generate(Tick(i, i / 20))
+    assert "mirror" in p.times.mean_ms and "generate" not in p.times.mean_ms

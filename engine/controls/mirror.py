@@ -32,15 +32,19 @@ def square(rgb: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if s > side else cv2.INTER_LINEAR)
 
 
+def picture(rgb: np.ndarray, side: int, device, flip: bool = False) -> torch.Tensor:
+    """A camera picture (H, W, 3) uint8 -> [1, 3, side, side] float32 in [0, 1] on `device`: the centred
+    square, flipped left-right with `flip` (as a mirror shows a visitor)."""
+    square_rgb = square(rgb, side)[:, ::-1] if flip else square(rgb, side)
+    return torch.from_numpy(square_rgb.copy()).to(device).permute(2, 0, 1)[None].float() / 255
+
+
 def apply(image: torch.Tensor, rgb: np.ndarray | None, amount: float, flip: bool = False) -> torch.Tensor:
-    """image [1, 3, R, R] in [0, 1] and a camera picture -> the picture squared to R (flipped left-right
-    with `flip`, as a mirror shows a visitor), mixed in by `amount` (1: the picture alone, exactly its
-    pixels). No picture yet: the image as it is."""
+    """image [1, 3, R, R] in [0, 1] and a camera picture -> the picture squared to R, mixed in by `amount`
+    (1: the picture alone, exactly its pixels). No picture yet: the image as it is."""
     if rgb is None or amount <= 0:
         return image
-    side = image.shape[-1]
-    picture = square(rgb, side)[:, ::-1] if flip else square(rgb, side)
-    cam = (torch.from_numpy(picture.copy()).to(image.device).permute(2, 0, 1)[None].float() / 255).to(image.dtype)
+    cam = picture(rgb, image.shape[-1], image.device, flip).to(image.dtype)
     return cam if amount >= 1 else torch.lerp(image, cam, float(amount))  # [1, 3, R, R]
 
 
