@@ -30,13 +30,17 @@ if "exit" in b:
     print("Traceback (most recent call last):\\n  ValueError: fake failure", flush=True)
     sys.exit(b["exit"])
 start, frames = time.monotonic(), 0
+if b.get("thumbnail"):  # a small JPEG beside the heartbeat, as the engine writes one of what it presents
+    from PIL import Image
+    Image.new("RGB", (32, 18), (250, 120, 0)).save(heartbeat.with_suffix(".jpg"), format="JPEG")
 while True:
     frames += 1
     tmp = heartbeat.with_name(".hb.tmp")
     cue_file = Path(b.get("cue_file", "/nonexistent"))
     cue = int(cue_file.read_text()) if cue_file.is_file() else None  # a scene cue the show has fired
     tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), "frames": frames, "t": frames / 30,
-                               "fps": 30.0, "show": show.stem, "stage_ms": {"generate": 1.0}, "cue": cue}))
+                               "fps": 30.0, "show": show.stem, "stage_ms": {"generate": 1.0}, "cue": cue,
+                               **({"thumbnail": heartbeat.with_suffix(".jpg").name} if b.get("thumbnail") else {})}))
     os.replace(tmp, heartbeat)
     if time.monotonic() - start > b.get("crash_after", 1e9):
         raise RuntimeError("fake crash")

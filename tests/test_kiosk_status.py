@@ -44,7 +44,8 @@ def kiosk(tmp_path):
     port = free_port()
     site = SITE.replace("enabled = false", f'host = "127.0.0.1"\nport = {port}').replace(
         'show = "shows/a.toml"', 'show = "shows/a.toml"\n[[playlist]]\nshow = "shows/b.toml"')
-    with Kiosk(tmp_path, site, env={"MASQUERADE_KIOSK_TOKEN": TOKEN}) as k:
+    with Kiosk(tmp_path, site, env={"MASQUERADE_KIOSK_TOKEN": TOKEN},
+               behaviour={"a.toml": {"thumbnail": True}}) as k:
         k.port = port
         k.playing("a.toml")
         until(lambda: request(port, "GET", "/api/status")[0] == 200 if _up(port) else False, 10, "the page")
@@ -133,6 +134,9 @@ def test_the_page_in_chromium_a_click_without_and_with_the_token(kiosk):
             sync_api.expect(page.locator("#mode")).to_have_text("playing", timeout=10_000)
             sync_api.expect(page.locator("#fps")).to_have_text("30.0")
             sync_api.expect(page.locator("#restarts")).to_have_text("0")
+            sync_api.expect(page.locator("#stages")).to_have_text("generate 1.0")
+            sync_api.expect(page.locator("#showtime")).to_contain_text(" s")
+            page.wait_for_function("document.getElementById('thumb').naturalWidth === 32", timeout=10_000)
 
             page.click("#restart")  # no token typed
             sync_api.expect(page.locator("#message")).to_contain_text("401")
