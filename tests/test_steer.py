@@ -181,3 +181,12 @@ def test_bookmarks_from_the_command_line_and_a_cue_that_recalls_latent_arithmeti
     torch.testing.assert_close(frames[1.0], p.styler(expected[None], 1.0), atol=2e-4, rtol=0)
     with pytest.raises(ShowError, match=r"\[\[cue\]\] #1: latent: .*'zzz'"):
         pipeline(tmp_path, f'[latent]\nbookmarks = "{marks}"\n[[cue]]\nlatent = "a + zzz"\n')
+
+
+def test_a_cue_acts_on_the_frame_that_fires_it(tmp_path):
+    p = pipeline(tmp_path, '[style]\nclass_label = 0\n[[cue]]\nnumber = 7\nset = { "style.class" = 2.0 }\n',
+                 model=COND)
+    two = pipeline(tmp_path, "[style]\nclass_label = 2\n", model=COND)
+    frame(p, 0.3)
+    p.controls.bus.post("osc:/masq/scene/cue", 7, at=0.4)
+    torch.testing.assert_close(frame(p, 0.4), frame(two, 0.4))  # style.class has no smoothing: at once
