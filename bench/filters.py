@@ -9,6 +9,13 @@ a GoogLeNet with random weights (the classic network's shape and cost); style tr
 stained-glass style and, like CycleGAN, on a published-size network of random weights. "64" is the default show's
 frame (the live case); "1080" means a 1920x1080 input. On a CPU the default sizes stop at 512: a x4
 network on 1080p input there takes minutes a frame, which is a fact worth knowing but not worth waiting for.
+The sizes are work sizes (`[output] work_size`, engine/frame_path.py): what a filter after super-resolution sees.
+
+    .venv/bin/python bench/filters.py --flicker [--show shows/default.toml] [--seconds 12]
+
+measures temporal stability instead: the mean absolute frame-to-frame change of the shipped x4 super-resolution's
+output over a show's walk, as a ratio to that of a bicubic x4 of the same 64 px frames (1.0: SR flickers no more
+than bicubic; the goal is under 1.10).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from engine.filters.colour import ColourTransfer, Grade  # noqa: E402
 from engine.filters.cyclegan import CycleGAN, ResnetGenerator  # noqa: E402
 from engine.filters.deepdream import DeepDream  # noqa: E402
 from engine.filters.dream_nets import GoogLeNet  # noqa: E402
+from engine.filters.pix2pix import Pix2Pix, UnetGenerator  # noqa: E402
 from engine.filters.style import StyleTransfer, TransformerNet  # noqa: E402
 from engine.filters.superres import SuperRes  # noqa: E402
 from engine.pipeline import resolve_device  # noqa: E402
@@ -52,6 +60,8 @@ def filters():
         yield "style (shipped stained-glass, width 16)", lambda: StyleTransfer(shipped_style, stabilise=0.6)
     yield "style (examples' TransformerNet, random weights)", lambda: random_weights(StyleTransfer, TransformerNet())
     yield "cyclegan (ResnetGenerator ngf 64, 9 blocks, random)", lambda: random_weights(CycleGAN, ResnetGenerator())
+    yield "pix2pix (UnetGenerator unet_256, ngf 64, batch norm, random)", \
+        lambda: random_weights(Pix2Pix, UnetGenerator())
 
 
 def googlenet_dream(**options) -> DeepDream:
@@ -67,7 +77,7 @@ def googlenet_dream(**options) -> DeepDream:
 
 
 def random_weights(filter_class, net: torch.nn.Module):
-    """A style or CycleGAN filter on a full-size network of random weights (the published files' size)."""
+    """A style, CycleGAN or pix2pix filter on a full-size network of random weights (the published files' size)."""
     import tempfile
 
     path = Path(tempfile.mkdtemp()) / "random.pth"
@@ -90,9 +100,42 @@ def time_ms(module, image, repeats: int, device) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
+@torch.inference_mode()
+def flicker(show_path: Path, seconds: float, device) -> tuple[float, float]:
+    """(SR change, bicubic change): mean |frame t - frame t-1| over the show's frames at its fps, for the shipped
+    x4 super-resolution and for a bicubic x4 of the same generator frames (the show's own filters left out)."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from engine import show as shows
+    from engine.frame import Tick
+    from engine.pipeline import Pipeline
+
+    show = shows.load(show_path)
+    bare = Pipeline(dataclasses.replace(show, filters=[]), str(device))  # the generator's 64 px frames
+    sr = SuperRes().to(device).eval()
+    fps = show.output.fps
+    changes = {"sr": [], "bicubic": []}
+    previous = None
+    for i in range(round(seconds * fps)):
+        frame = bare.generate(Tick(i, i / fps)).image  # [1, 3, 64, 64]
+        now = {"sr": sr(frame), "bicubic": F.interpolate(frame, scale_factor=sr.scale, mode="bicubic",
+                                                        align_corners=False).clamp(0, 1)}  # [1, 3, 256, 256]
+        if previous is not None:
+            for k in now:
+                changes[k].append((now[k] - previous[k]).abs().mean().item())
+        previous = now
+    return sum(changes["sr"]) / len(changes["sr"]), sum(changes["bicubic"]) / len(changes["bicubic"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="auto")
+    p.add_argument("--only", default="", help="only the filters whose label contains this text")
+    p.add_argument("--flicker", action="store_true", help="SR temporal stability against bicubic (see above)")
+    p.add_argument("--show", type=Path, default=ROOT / "shows" / "default.toml", help="--flicker: whose walk")
+    p.add_argument("--seconds", type=float, default=12.0, help="--flicker: seconds of show")
     p.add_argument("--sizes", default=None,
                    help="comma-separated: 64 (the default show's frames), 256, 512, 1080 (default on CPU: 64,256,512)")
     p.add_argument("--repeats", type=int, default=3)
@@ -101,7 +144,14 @@ def main() -> None:
     sizes = args.sizes or ("64,256,512" if device.type == "cpu" else "64,256,512,1080")
     shapes = {"64": (64, 64), "256": (256, 256), "512": (512, 512), "1080": (1080, 1920)}
     print(f"device {device}, torch threads {torch.get_num_threads()}")
+    if args.flicker:
+        sr, bicubic = flicker(args.show, args.seconds, device)
+        print(f"mean |frame - previous| over {args.seconds:g} s of {args.show.name}: shipped SR x4 {sr:.5f}, "
+              f"bicubic x4 {bicubic:.5f}, ratio {sr / bicubic:.3f} (goal < 1.10)")
+        return
     for label, build in filters():
+        if args.only not in label:
+            continue
         module = build().to(device).eval()
         row = []
         for size in sizes.split(","):

@@ -32,8 +32,24 @@ from engine.pipeline import resolve_device  # noqa: E402
 WIDTHS = {"f": (32768, 512), "small": (4096, 128)}  # (channel_base, channel_max): NVlabs config F, a CPU-size net
 
 
+class OneClass(torch.nn.Module):
+    """A class-conditional generator called as g(z): BigGAN with class 207 for every frame."""
+
+    def __init__(self, g, label: int = 207):
+        super().__init__()
+        self.g, self.z_dim, self.c = g, g.z_dim, torch.nn.functional.one_hot(torch.tensor([label]), g.c_dim).float()
+
+    def forward(self, z):
+        return self.g(z, c=self.c.to(z.device), truncation_psi=0.5)
+
+
 def builders(sizes, widths):
     base, top = WIDTHS[widths]
+    # BigGAN-deep 128 at full width (the package's default config, random weights); lightweight-gan 256 with
+    # the package's defaults (latent 256, fmap_max 512, attention at 32 px as its README suggests)
+    yield "BigGAN-deep 128px", lambda: OneClass(generators.create("biggan"))
+    yield "lightweight-gan 256px", lambda: generators.create("lightweight-gan", latent_dim=256, image_size=256,
+                                                             attn_res_layers=[32])
     yield "emoji64 DCGAN 64px", lambda: importers.load(ROOT / "assets" / "models" / "emoji64.safetensors").module
     for size in sizes:
         yield f"StyleGAN2 {size}px {widths}", lambda s=size: generators.create(
@@ -81,8 +97,11 @@ def main(argv=None) -> None:
     ap.add_argument("--widths", choices=sorted(WIDTHS), default=None,
                     help="StyleGAN channel widths: f (NVlabs config F; default on CUDA) or small (default on CPU)")
     ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--only", default="", help="run the generators whose label contains this text")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes a minute per net on CPU)")
+    ap.add_argument("--variants", default="", help="comma-separated: only the variants whose name contains one of "
+                                                   "these (eager fp32, the reference, always runs)")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -93,9 +112,14 @@ def main(argv=None) -> None:
     print(f"# generators on {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
     print(f"{'generator':22} {'variant':28} {'batch':>5} {'ms/frame':>9} {'x eager':>8} {'err':>8} {'first call':>10}")
     for label, build in builders(sizes, widths):
+        if args.only not in label:
+            continue
         for batch in batches:
             base_ms, reference = None, None
             for vname, speed in variants(device, not args.no_compile):
+                wanted = [v for v in args.variants.split(",") if v]
+                if wanted and vname != "eager fp32" and not any(v in vname for v in wanted):
+                    continue
                 torch.manual_seed(0)
                 g = build().to(device).eval().requires_grad_(False)
                 z = torch.randn(batch, g.z_dim, generator=torch.Generator().manual_seed(0)).to(device)

@@ -51,10 +51,10 @@ def main() -> None:
     show = shows.load(args.show)
     pipeline = Pipeline(show, args.device)
     bare = bare_generator_fps(pipeline, args.frames)
-    print(f"device {pipeline.device}, model {show.model_path.name} ({pipeline.resolution}px), "
-          f"torch threads {torch.get_num_threads()}")
+    print(f"device {pipeline.device}, model {show.model_path.name} ({pipeline.generator.resolution}px), "
+          f"torch threads {torch.get_num_threads()}\nframe path {pipeline.path.describe()}")
     print(f"bare generator              {bare:8.1f} fps")
-    for size in ((pipeline.resolution,) * 2, (512, 512), tuple(show.output.size), (1920, 1080)):
+    for size in (pipeline.work_size, (512, 512), tuple(show.output.size), (1920, 1080)):
         run = run_live(show, LiveOptions(device=args.device, headless=True, frames=args.frames, size=size))
         fps = run.frames / run.seconds
         stages = "  ".join(f"{k} {v:.2f}" for k, v in run.stage_ms.items())

@@ -1,6 +1,11 @@
-"""Frames per second of an offline render: one process against Ray with 1 and 2 workers, in one run.
+"""Frames per second of an offline render: one process overlapped, one process --no-overlap, and Ray with 1 and 2
+workers, in one run.
 
     .venv/bin/python bench/render.py [--show shows/default.toml] [--size 1920x1080] [--seconds 2] [--out mp4|png]
+                                     [--device auto] [--workers 1 2 | --workers (no Ray)]
+
+"overlapped" is `masquerade render` (engine/offline.py: generation, GL compositing with asynchronous read-back and
+encoding at once); "--no-overlap" draws and writes one frame after the other, the same frames; ratios are to it.
 
 Each figure is the whole render (chunks drawn, gathered in order, written by the driver: H.264 for mp4,
 PNG files for png) over the frame count. The Ray session is started once before timing (its start-up,
@@ -33,33 +38,44 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--out", choices=["mp4", "png"], default="mp4")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="Ray runs (none: --workers alone)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     show, size = shows.load(args.show), parse_size(args.size)
     frames = round(args.seconds * args.fps)
 
-    import ray
+    ray_start = None
+    if args.workers:
+        import ray
 
-    started = time.perf_counter()
-    ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
-    ray_start = time.perf_counter() - started
+        started = time.perf_counter()
+        ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray_start = time.perf_counter() - started
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         def target(name):
             return Path(tmp) / (f"{name}.mp4" if args.out == "mp4" else name)
 
-        started = time.perf_counter()
-        render(show, target("single"), args.seconds, size, args.fps, progress=False)
-        results["one process"] = frames / (time.perf_counter() - started)
+        render(show, target("warm-up"), 3 / args.fps, size, args.fps, device=args.device, progress=False)  # caches
+
+        for name, overlap in (("--no-overlap", False), ("overlapped", True)):
+            started = time.perf_counter()
+            render(show, target(name.strip("-")), args.seconds, size, args.fps, device=args.device, progress=False,
+                   overlap=overlap)
+            results[name] = frames / (time.perf_counter() - started)
         for n in args.workers:
             started = time.perf_counter()
-            render_distributed(show, target(f"ray{n}"), args.seconds, size, args.fps, progress=False, workers=n)
+            render_distributed(show, target(f"ray{n}"), args.seconds, size, args.fps, device=args.device,
+                               progress=False, workers=n)
             results[f"Ray, {n} worker{'s' if n > 1 else ''}"] = frames / (time.perf_counter() - started)
-    ray.shutdown()
-    base = results["one process"]
-    print(f"{args.show} at {size[0]}x{size[1]}, {frames} frames to {args.out}, {os.cpu_count()} CPU cores "
-          f"(Ray start-up {ray_start:.1f} s, not counted)")
+    if args.workers:
+        ray.shutdown()
+    base = results["--no-overlap"]
+    ray_note = f", Ray start-up {ray_start:.1f} s, not counted" if ray_start is not None else ""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{args.show} at {size[0]}x{size[1]}, {frames} frames to {args.out}, device {args.device}, "
+          f"{os.cpu_count()} CPU cores, load average {load}{ray_note}")
     for name, fps in results.items():
         print(f"  {name:<16} {fps:6.2f} frames/s   x{fps / base:.2f}")
 

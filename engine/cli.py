@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -67,12 +68,63 @@ def _sink(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _even_for_video(show, args, outputs) -> None:
+    """H.264 (yuv420p) needs an even size: a video output at an odd --size or output.size is refused here,
+    before anything is drawn, naming where the size came from (run and render alike)."""
+    from engine.sinks.video import check_size, even_size
+
+    if not outputs:
+        return
+    if args.size is not None:
+        where, size, other = "--size", args.size, ""
+    else:
+        where, size, other = f"{args.show}: output.size", tuple(show.output.size), " (or an even output.size)"
+    advice = (f"use --size {'x'.join(map(str, even_size(size)))}{other} for {', '.join(map(str, outputs))}, "
+              "or write PNGs to a folder")
+    try:
+        check_size(size, where, advice)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+class _StopOnSignals:
+    """SIGINT and SIGTERM end a render between frames, so its file is closed cleanly (a second one ends it
+    at once). `signum`: the first signal received."""
+
+    def __init__(self):
+        import threading
+
+        self.event, self.signum = threading.Event(), None
+
+    def _handle(self, signum, frame):
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.event.set()
+
+    def __enter__(self):
+        import signal
+
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
 def cmd_run(args) -> None:
     from engine import show as shows
+    from engine import sinks
     from engine.loop import LiveOptions, run_live
     from engine.window import display_available
 
     show = shows.load(args.show)
+    videos = [args.out] if args.out and sinks.is_video(args.out) else []
+    videos += [row.get("path") for kind, row in args.sink or () if kind == "video" and not args.fullscreen]
+    _even_for_video(show, args, videos)
     headless = args.headless
     if not headless and not display_available():
         log.warning("no display found (DISPLAY is unset): rendering headless instead. "
@@ -83,27 +135,47 @@ def cmd_run(args) -> None:
     opts = LiveOptions(device=args.device, size=args.size, fullscreen=args.fullscreen, display=args.display,
                        stats=args.stats, headless=headless, frames=args.frames, out=args.out,
                        osc_port=args.osc_port, record=args.record, heartbeat=args.heartbeat,
-                       start_at=args.start_at, cue=args.cue, sinks=tuple(args.sink or ()))
+                       start_at=args.start_at, cue=args.cue, sinks=tuple(args.sink or ()), control=args.control)
     result = run_live(show, opts)
     log.info("showed %d frames in %.1f s", result.frames, result.seconds)
+    out = result.sinks.get(f"--out {args.out}") if args.out else None
+    if out is not None and out.error:  # the file asked for was not written: not a success
+        raise UsageError(f"--out {args.out}: {out.error}")
     if headless and not args.out:
         log.info("for a video: masquerade render %s -o piece.mp4 --seconds 20", args.show)
 
 
 def cmd_render(args) -> None:
+    import signal
+
     from engine import show as shows
-    from engine.loop import render
+    from engine import sinks
+    from engine.loop import RenderInterrupted, render
 
     show = shows.load(args.show)
+    _even_for_video(show, args, [args.output] if sinks.is_video(args.output) else [])
+    if args.seconds is None:  # the whole piece: to its last scene's end or its last timed cue's
+        from engine.loop import length
+
+        args.seconds = length(show)
     if args.workers or args.ray:  # frames drawn by Ray tasks, joined in order: the same file
         from engine.distributed import render_distributed
+
+        if show.scenes or any(c.at is not None for c in show.cues):
+            raise UsageError("--workers: scenes and timed cues are drawn in one process (each frame depends on "
+                             "the scene changes before it); render this show without --workers")
 
         render_distributed(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps,
                            device=args.device, progress=not args.quiet, replay=args.replay,
                            workers=args.workers or 2, address=args.ray)
         return
-    render(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps, device=args.device,
-           progress=not args.quiet, replay=args.replay)
+    with _StopOnSignals() as signals:
+        try:
+            render(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps, device=args.device,
+                   progress=not args.quiet, replay=args.replay, stop=signals.event, overlap=not args.no_overlap)
+        except RenderInterrupted as e:
+            e.exit_status = 128 + (signals.signum or signal.SIGINT)  # 130 for SIGINT, 143 for SIGTERM
+            raise
 
 
 def cmd_models(args) -> None:
@@ -185,7 +257,7 @@ def cmd_train(args) -> None:
                       init=str(args.init or ""), kimg=args.kimg or 0.0, snapshot_kimg=args.snapshot_kimg or 0.0,
                       augment=args.augment, ada_target=args.ada_target, ada_kimg=args.ada_kimg,
                       r1_gamma=-1.0 if args.r1_gamma is None else args.r1_gamma, pl_weight=args.pl_weight,
-                      lr=args.lr)
+                      lr=args.lr, loss=args.loss, recon=args.recon, snapshot_minutes=args.snapshot_minutes or 0.0)
     if not Path(cfg.data).is_dir():
         raise UsageError(f"{cfg.data}: no such data folder")
     if args.nproc > 1:
@@ -225,6 +297,67 @@ def cmd_train_sr(args) -> None:
     print(f"latest snapshot: {SRTrainer(cfg).run()}")
 
 
+def cmd_controllers(args) -> None:
+    from engine import controllers
+    from engine import show as shows
+
+    show = shows.load(args.show) if args.show else None
+    try:
+        path = controllers.write(args.app, args.output, show)
+    except OSError as e:
+        raise UsageError(f"{args.output}: cannot write the layout: {e.strerror or e}") from None
+    print(f"wrote {path} ({args.app}{', with ' + str(args.show) if args.show else ''}); "
+          f"point it at this machine's OSC port ({show.osc.port if show else 9000})")
+
+
+def cmd_midi(args) -> None:
+    from engine.controls import learn, midi
+    from engine.controls.source import DeviceLost
+
+    if args.action == "list":
+        try:
+            ports = midi.input_names()
+            print("MIDI inputs: " + (", ".join(ports) if ports else "none"))
+        except DeviceLost as e:
+            print(f"MIDI inputs: none here ({e})")
+    if args.file is None:
+        if args.action == "list":
+            return
+        raise UsageError(f"midi {args.action} needs a mappings file: masquerade midi {args.action} FILE.toml")
+    tables = learn.read(args.file)  # a ControlError names the file and the key
+    if args.action == "list":
+        for controller, rows in sorted(tables.items()):
+            print(f"{controller}: {len(rows)} mapping{'s' if len(rows) != 1 else ''}")
+        if not tables:
+            print(f"{args.file}: no mappings")
+        return
+    if args.controller is None and not (args.action == "clear" and args.all) and len(tables) > 1:
+        raise UsageError(f"{args.file} holds {len(tables)} controllers ({', '.join(sorted(tables))}): name one")
+    chosen = list(tables) if args.all or (args.controller is None and tables) else \
+        [learn.pick(tables, args.controller or "")]
+    if chosen in ([], [None]):
+        raise UsageError(f"{args.file}: no controller {args.controller!r} (controllers: "
+                         f"{', '.join(sorted(tables)) or 'none'})")
+    if args.action == "show":
+        for controller in chosen:
+            print(f"[{controller}]")
+            for source, m in sorted(tables[controller].items()):
+                span = f"{m.range[0]:g}..{m.range[1]:g}" if m.range else "the param's range"
+                print(f"  {source} -> {m.target}  {span}  {m.curve}{'  inverted' if m.invert else ''}  "
+                      f"takeover {m.takeover}{'  quantise ' + m.quantise if m.quantise else ''}")
+        return
+    removed = 0
+    for controller in chosen:
+        if args.source:
+            removed += tables[controller].pop(args.source, None) is not None
+            if not tables[controller]:
+                del tables[controller]
+        else:
+            removed += len(tables.pop(controller))
+    learn.write(args.file, tables)
+    print(f"{args.file}: removed {removed} mapping{'s' if removed != 1 else ''}")
+
+
 def _kiosk_first(args) -> None:  # main() hands `masquerade kiosk ...` over before parsing
     raise UsageError("the kiosk takes no global options: masquerade kiosk SITE.toml")
 
@@ -239,6 +372,9 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="masquerade", description="Real-time latent-space walks from GANs.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--max-model-gb", type=_positive_float, metavar="N",
+                   help="refuse model files whose config asks for more than N GB of weights (default 4, or "
+                        "MASQUERADE_MAX_MODEL_GB); checked before anything is allocated")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="play a show in a window (or headless)")
@@ -259,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--start-at", type=_non_negative_float, default=0.0, metavar="SECONDS",
                      help="start at this show time (the kiosk resumes a restarted show where it was)")
     run.add_argument("--cue", type=_positive_int, metavar="N", help="fire the show's cue N on the first frame")
+    run.add_argument("--control", type=Path, metavar="FILE", help="the kiosk's control file: switch to the show it "
+                                                                   "names, cross-fading (engine/switch.py)")
     run.add_argument("--sink", type=_sink, action="append", metavar="KIND[:VALUE]",
                      help="send the frames to another output too, as many as wanted: ndi:Masquerade, "
                           "stream:udp://127.0.0.1:5004, virtualcam, video:set.mp4 (docs/sinks.md)")
@@ -272,11 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     ren = sub.add_parser("render", help="render a show to a video file or PNG folder, frame-exact")
     ren.add_argument("show", type=Path)
     ren.add_argument("-o", "--output", type=Path, required=True, help="piece.mp4, or a folder for PNGs")
-    ren.add_argument("--seconds", type=_positive_float, default=10.0)
+    ren.add_argument("--seconds", type=_positive_float,
+                     help="how much of the show to render (default: the whole piece, to its last scene's or "
+                          "timed cue's end; a show that plays for ever needs it)")
     ren.add_argument("--fps", type=_positive_float, help="default: the show's")
     ren.add_argument("--size", type=_size, help="WIDTHxHEIGHT (default: the show's)")
     ren.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ren.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ren.add_argument("--no-overlap", action="store_true", help="draw and write one frame after the other (the "
+                                                               "same frames, slower: for comparison)")
     ren.add_argument("--replay", type=Path, help="a set recorded with `run --record`: re-render that performance")
     ren.add_argument("--workers", type=_positive_int, help="render on Ray with N tasks at a time (pip install "
                                                           "'masquerade[distributed]'); the same frames")
@@ -310,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "this (default: --size, so nothing is upscaled)")
     data.set_defaults(func=cmd_data)
 
-    tr = sub.add_parser("train", help="train or fine-tune a GAN (DCGAN, StyleGAN2) on a folder of images")
+    tr = sub.add_parser("train", help="train or fine-tune a GAN (DCGAN, StyleGAN2, lightweight-gan) on a folder "
+                                      "of images")
     tr.add_argument("data_dir", nargs="?", type=Path, help="the training set (as --data)")
     tr.add_argument("--data", type=Path)
     tr.add_argument("--out", type=Path, required=True, help="run folder: snapshots, sample grids, state.pt")
@@ -325,19 +468,26 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto", help="auto (CUDA when PyTorch sees one), cpu, cuda or cuda:N")
     tr.add_argument("--dataset-name", default="")
     tr.add_argument("--licence", default="")
-    tr.add_argument("--arch", choices=["dcgan", "stylegan2"], help="default: the --from model's, else dcgan")
+    tr.add_argument("--arch", choices=["dcgan", "stylegan2", "lightweight-gan"],
+                    help="default: the --from model's, else dcgan; lightweight-gan: FastGAN (skip-layer excitation)")
     tr.add_argument("--from", dest="init", type=Path, metavar="MODEL",
                     help="fine-tune this model file (ours, NVlabs .pkl, rosinality .pt, DCGAN .pth); its "
                          "discriminator too when NAME-discriminator.safetensors lies beside it")
     tr.add_argument("--kimg", type=_positive_float, help="train until N thousand images were shown (overrides --steps)")
     tr.add_argument("--snapshot-kimg", type=_positive_float,
                     help="a snapshot every N kimg (overrides --snapshot-every)")
+    tr.add_argument("--snapshot-minutes", type=_positive_float,
+                    help="also a snapshot whenever N minutes passed since the last (long runs on shared machines)")
     tr.add_argument("--augment", choices=["auto", "diffaugment", "ada", "none"], default="auto",
                     help="auto: DiffAugment for DCGAN, ADA for StyleGAN2")
     tr.add_argument("--ada-target", type=_positive_float, default=0.6, help="ADA: the r_t to steer toward")
     tr.add_argument("--ada-kimg", type=_positive_float, default=100.0, help="ADA: kimg for p to move by 1")
     tr.add_argument("--r1-gamma", type=float, help="R1 weight (default: none for DCGAN, 2e-4*R^2/batch StyleGAN2)")
     tr.add_argument("--pl-weight", type=float, default=0.0, help="StyleGAN2 path-length regularisation (0: off)")
+    tr.add_argument("--loss", choices=["auto", "logistic", "hinge"], default="auto",
+                    help="auto: hinge for lightweight-gan, non-saturating logistic otherwise")
+    tr.add_argument("--recon", type=float, default=1.0,
+                    help="lightweight-gan: weight of the discriminator's reconstruction loss (0: off)")
     tr.add_argument("--lr", type=float, default=0.0, help="0: the architecture's own (2e-4 DCGAN, 2.5e-3 StyleGAN2)")
     tr.add_argument("--nproc", type=_positive_int, default=1,
                     help="data-parallel processes on this machine (gloo); or launch under torchrun")
@@ -368,6 +518,25 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--threads", type=int, default=0)
     sr.set_defaults(func=cmd_train_sr)
 
+    from engine.controllers import names as controller_apps
+
+    ctl = sub.add_parser("controllers", help="write a controller layout for the OSC address space: TouchOSC "
+                                             "(.tosc) or an Open Stage Control session (.json)")
+    ctl.add_argument("app", choices=controller_apps())
+    ctl.add_argument("-o", "--output", type=Path, required=True, help="masq.tosc, or masq.json")
+    ctl.add_argument("--show", type=Path, help="add this show's filter and direction faders and its cues")
+    ctl.set_defaults(func=cmd_controllers)
+
+    mid = sub.add_parser("midi", help="MIDI inputs and the mappings MIDI learn saves (docs/inputs.md)")
+    mid.add_argument("action", choices=["list", "show", "clear"],
+                     help="list [FILE]: the MIDI inputs here, and the controllers FILE maps; show FILE [CONTROLLER]: "
+                          "its mappings; clear FILE CONTROLLER [--source midi:cc/1/7] (or --all): forget them")
+    mid.add_argument("file", nargs="?", type=Path, help="a mappings file ([midi] mappings of a show)")
+    mid.add_argument("controller", nargs="?", help="a controller's MIDI port name, or a part of it")
+    mid.add_argument("--source", help="clear: only this control (midi:cc/1/7)")
+    mid.add_argument("--all", action="store_true", help="clear: every controller in the file")
+    mid.set_defaults(func=cmd_midi)
+
     from engine.latent import bookmarks_command
 
     bookmarks_command.add_parser(sub)
@@ -381,13 +550,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return kiosk_main(argv[1:], prog="masquerade kiosk")
     args = build_parser().parse_args(argv)
+    if args.max_model_gb is not None:  # read where configs are checked (engine/generators/limits.py), workers too
+        os.environ["MASQUERADE_MAX_MODEL_GB"] = repr(args.max_model_gb)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         args.func(args)
-    except (MasqueradeError, FileNotFoundError) as e:
-        print(f"masquerade: error: {e}", file=sys.stderr)
-        return 2
+    except (MasqueradeError, OSError) as e:  # an OSError: one line with the path (a full disk, a read-only folder)
+        status = getattr(e, "exit_status", 2)
+        text = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else str(e)
+        print(f"masquerade: {'error: ' if status == 2 else ''}{text}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         return 130
     return 0

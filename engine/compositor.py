@@ -223,6 +223,16 @@ class Compositor:
         data = self.fbo.read(components=3, alignment=1)
         return np.frombuffer(data, np.uint8).reshape(self.size[1], self.size[0], 3)[::-1]
 
+    def release(self) -> None:
+        """Free its GL objects (a show switch to another work size builds a new compositor)."""
+        self._release_trail()
+        things = [self.program, self.vao, *self.frames, self.pbo, self.fbo, self.color, self.middle,
+                  self.middle_fbo, *self._weight_textures.values()]
+        if self.trail_program is not None:
+            things += [self.trail_program, self.trail_vao]
+        for thing in things:
+            thing.release()
+
 
 class GLUnavailable(MasqueradeError):
     pass

@@ -1,5 +1,6 @@
 """A contact sheet of a model: random samples above, slerp walks between pairs below, so one PNG
-shows both variety (is it mode-collapsed?) and smoothness (does a walk morph or jump?)."""
+shows both variety (is it mode-collapsed?) and smoothness (does a walk morph or jump?). `stills` lays out
+rendered frames of a show: shrunk in a grid above, the centre of the first at its own pixels below."""
 
 from __future__ import annotations
 
@@ -24,3 +25,18 @@ def contact_sheet(generator, seed: int = 0, columns: int = 8, sample_rows: int =
     images = torch.cat([generator(chunk) for chunk in latents.split(16)]).cpu()
     sheet = sample_grid(images, columns)
     return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
+
+
+def stills(frames: list[Image.Image], columns: int = 3, width: int = 640) -> Image.Image:
+    """Rendered frames (one size) -> one picture: each shrunk to `width` in a grid of `columns`, then a strip
+    of the first frame's centre at 1:1, `columns * width` wide, so the output's real detail shows."""
+    w, h = frames[0].size
+    tile = (width, round(h * width / w))
+    rows = -(-len(frames) // columns)
+    strip = min(h, tile[1] * 2)
+    sheet = Image.new("RGB", (columns * width, rows * tile[1] + strip))
+    for i, frame in enumerate(frames):
+        sheet.paste(frame.convert("RGB").resize(tile, Image.LANCZOS), ((i % columns) * width, (i // columns) * tile[1]))
+    cx, cy = (w - columns * width) // 2, (h - strip) // 2
+    sheet.paste(frames[0].convert("RGB").crop((cx, cy, cx + columns * width, cy + strip)), (0, rows * tile[1]))
+    return sheet

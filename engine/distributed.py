@@ -24,7 +24,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from engine.errors import MasqueradeError
 from engine.show import Show
@@ -70,20 +69,11 @@ def chunks(total: int, workers: int, size: int | None = None) -> list[tuple[int,
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def _one_pixel(z, *args, **kwargs) -> torch.Tensor:
-    return torch.zeros(1, 3, 1, 1)  # [1, 3, 1, 1]: the generator's stand-in while controls catch up
-
-
 def catch_up(pipeline, clock, start: int) -> None:
     """Bring the pipeline's control state to where a render from frame 0 has it before frame `start`,
     by running every earlier frame's control and walk stages (the generator and filters left out)."""
-    styler, stages = pipeline.styler, pipeline.filters
-    pipeline.styler, pipeline.filters = _one_pixel, []
-    try:
-        for i in range(start):
-            pipeline.generate(clock.at(i))
-    finally:
-        pipeline.styler, pipeline.filters = styler, stages
+    for i in range(start):
+        pipeline.advance(clock.at(i))
 
 
 def render_chunk(show: Show, start: int, stop: int, fps: float, size: tuple[int, int], device: str,
@@ -177,7 +167,7 @@ def render_distributed(show: Show, out: Path, seconds: float, size=None, fps: fl
         task = ray.remote(num_cpus=1, num_gpus=1 if device == "cuda" else 0, max_retries=RETRIES)(render_chunk)
         show_ref = ray.put(show)
         ranges = chunks(total, workers, chunk)
-        clock, sink = FixedStep(fps), sinks.for_path(out, fps)
+        clock, sink = FixedStep(fps), sinks.for_path(out, fps, size)
         waiting: dict = {}  # object ref -> chunk number, at most `workers` in flight
         done: dict[int, object] = {}
         submitted = written = 0
@@ -199,9 +189,12 @@ def render_distributed(show: Show, out: Path, seconds: float, size=None, fps: fl
                             sink.write(rgb, clock.at(ranges[written][0] + j))
                         written += 1
             except ray.exceptions.RayError as e:
+                sink.interrupt(keep=False)  # a failed render leaves nothing under the name asked for
                 raise DistributedError(f"the Ray render failed: {e}") from None
-            finally:
-                sink.close()
+            except BaseException:
+                sink.interrupt(keep=False)
+                raise
+            sink.close()  # the file takes its name only now, complete
     finally:
         if started_here:
             ray.shutdown()

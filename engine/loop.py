@@ -2,11 +2,13 @@
 
 Live: a realtime clock; the producer thread generates ahead and the display blends the two newest
 frames. Lockstep (headless runs and tests): a fixed-step clock; every tick waits for its own frame.
-Offline render: lockstep with no window, writing every frame to a file sink.
+Offline render: lockstep with no window, writing every frame to a file sink; generation, compositing with
+asynchronous read-back and encoding overlap (engine/offline.py), the same frames as one after the other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from engine import sinks
+from engine import offline, scenes, sinks, timeline
 from engine.clock import FixedStep, Realtime
 from engine.compositor import Compositor, Trail, headless_context
 from engine.controls import mirror
 from engine.controls.record import Recording
-from engine.controls.state import AudioFeed, ControlState, MidiFileFeed
+from engine.controls.state import AudioFeed, MidiFileFeed
 from engine.errors import MasqueradeError
 from engine.frame import Tick
 from engine.pipeline import Pipeline, make_bus
@@ -51,12 +53,12 @@ class LiveOptions:
     start_at: float = 0.0  # show time of the first frame (a restarted kiosk engine resumes its show there)
     cue: int | None = None  # fire this scene cue on the first frame, as /masq/scene/cue N would
     sinks: tuple = ()  # (kind, row) outputs from `--sink KIND[:VALUE]`, besides the show's [[sinks]] rows
+    control: Path | None = None  # the kiosk's control file: it switches shows in this process (engine/switch.py)
 
 
 def make_compositor(ctx, show: Show, size, pipeline: Pipeline) -> Compositor:
     o = show.output
-    res = pipeline.resolution
-    return Compositor(ctx, size, (res, res), fit=o.fit, upscale=o.upscale, background=o.background)
+    return Compositor(ctx, size, pipeline.work_size, fit=o.fit, upscale=o.upscale, background=o.background)
 
 
 @dataclass
@@ -69,8 +71,13 @@ class LiveRun:
 
 def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     """Play a show until quit (window) or for `opts.frames` frames (headless)."""
-    controls = ControlState(make_bus(show), record=opts.record is not None, feeds=show_time_feeds(show))
-    pipeline = Pipeline(show, opts.device, controls)
+    controls = timeline.Controls(show, make_bus(show), record=opts.record is not None, feeds=show_time_feeds(show))
+    pipeline = scenes.build(show, opts.device, controls, background=not opts.headless)  # a Pipeline, or a ScenePlayer
+    switcher = None
+    if opts.control is not None:  # a kiosk engine: shows switch inside this process, cross-fading
+        from engine.switch import Switcher
+
+        pipeline = switcher = Switcher(show, pipeline, controls, opts.control, opts.device, show_time_feeds)
     size = opts.size or show.output.size
     if opts.headless:  # lockstep: every tick waits for its own frame, so output is frame-exact
         surface, clock = Offscreen(size), FixedStep(show.output.fps, round(opts.start_at * show.output.fps))
@@ -84,7 +91,9 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     if opts.cue is not None:
         controls.bus.post("osc:/masq/scene/cue", float(opts.cue))
     producer = Producer(pipeline)
-    receiver = start_osc(show, controls.bus, opts.osc_port, None if opts.headless else clock.time)
+    learn = make_learn(show, controls.bus)  # MIDI learn (engine/controls/learn.py): off until asked
+    receiver = start_osc(show, controls.bus, opts.osc_port, None if opts.headless else clock.time, learn)
+    query = start_query(show, controls.bus, receiver)
     devices = []  # live inputs: each runs in its own thread, never raises, reports loss and reconnects
     if show.audio.enabled and not show.audio.is_file(show):
         from engine.controls.audio import AudioSource
@@ -94,15 +103,22 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         from engine.controls.camera import Camera
 
         camera = Camera(controls.bus, show.camera.device(show), loop=show.camera.loop,
-                        mirror_width=max(320, 2 * pipeline.generator.resolution))
+                        mirror_width=max(320, 2 * max(pipeline.work_size)))  # mirror: read at the work size
         pipeline.mirror = mirror.live(camera)  # mirror mode reads the picture the features are computed on
         devices.append(camera)
     if show.midi.port:
         from engine.controls.midi import MidiInput
 
         devices.append(MidiInput(controls.bus, None if show.midi.port == "any" else show.midi.port))
+        learn.controller = lambda port=devices[-1]: port.opened_name or show.midi.port  # learned under its name
+    if show.dmx.enabled:  # Art-Net / sACN: a port in use is "lost" and retried, the show goes on
+        from engine.controls.dmx import DmxInput
+
+        devices.append(DmxInput.from_show(controls.bus, show.dmx))
     for device in devices:
         device.start()
+    if switcher is not None:  # at the end of a switch they post to the incoming show's bus
+        switcher.inputs = [x for x in (receiver, query, learn, *devices) if x is not None]
     if show.tempo.link:  # live only: Link's beat runs on its own clock, not show time
         from engine.controls.tempo import LinkClock
 
@@ -120,6 +136,8 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         while frames_total is None or shown < frames_total:
             tick = clock.tick()
             actions = surface.events()
+            if "learn" in actions:
+                learn.toggle()
             if "pause" in actions:
                 clock.toggle_pause()
             if "fullscreen" in actions:
@@ -132,6 +150,11 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
                     mix = 1.0
                 else:
                     older, newer, mix = _realtime_frames(producer, tick)
+            if switcher is not None:  # the show may have changed: its controls, and maybe its work size
+                show, controls = switcher.show, switcher.controls
+                older = older if older.rgb.shape == newer.rgb.shape else newer
+                if newer.rgb.shape[1::-1] != tuple(compositor.source):
+                    compositor = switcher.compositor_for(surface.ctx, surface.size, newer, compositor)
             with pipeline.times.time("composite"):
                 compositor.draw(older, newer, mix, trail_of(controls.bus))  # blend, upscale, trail into .fbo
             if "still" in actions:
@@ -142,14 +165,19 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             with pipeline.times.time("present"):
                 surface.present(compositor.fbo, _stats_line(pipeline, producer) if opts.stats else "")
             shown += 1
+            if switcher is not None:
+                switcher.presented()
             if opts.heartbeat is not None and time.monotonic() - beat[1] >= 1.0:
                 now = time.monotonic()
                 fps = (shown - beat[0]) / (now - beat[1]) if beat[0] else 0.0
                 thumbnail = None
                 if now - thumbnail_at >= THUMBNAIL_EVERY:
                     thumbnail, thumbnail_at = write_thumbnail(opts.heartbeat.with_suffix(".jpg"), compositor), now
-                write_heartbeat(opts.heartbeat, show, tick, shown, fps, pipeline.times.mean_ms,
-                                live_state(devices, receiver, controls.bus, thumbnail))
+                state = {**live_state(devices, receiver, controls.bus, thumbnail), "learn": learn.state()}
+                if switcher is not None:  # its own show time, the switches, the scene
+                    state.update(switcher.report())
+                write_heartbeat(opts.heartbeat, show, switcher.local(tick) if switcher else tick, shown, fps,
+                                pipeline.times.mean_ms, state)
                 beat = (shown, now)
 
             if "quit" in actions:
@@ -163,8 +191,12 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         return LiveRun(shown, seconds, dict(pipeline.times.mean_ms), outputs.close())
     finally:
         producer.close()
+        if switcher is not None:
+            switcher.close()
         if receiver is not None:
             receiver.stop()
+        if query is not None:
+            query.stop()
         for device in devices:
             device.stop()
         if pipeline.link is not None:
@@ -200,7 +232,7 @@ def live_outputs(show: Show, opts: LiveOptions, size: tuple[int, int]) -> Output
     (headless) runs, file sinks keep every frame; everything else drops frames rather than wait."""
     fps, feeds = show.output.fps, []
     if opts.out:
-        feeds.append(Feed(f"--out {opts.out}", sinks.for_path(opts.out, fps), lossless=opts.headless))
+        feeds.append(Feed(f"--out {opts.out}", sinks.for_path(opts.out, fps, size), lossless=opts.headless))
     rows = [(f"--sink {kind}", kind, args) for kind, args in opts.sinks]
     rows += [(row.where, row.kind, row.args) for row in show.sinks]
     for where, kind, args in rows:
@@ -246,10 +278,9 @@ def live_state(devices: list, receiver, bus, thumbnail: str | None) -> dict:
         features = getattr(device, "features", None)
         if device.kind == "camera" and features:
             state["presence"] = features.get("presence")
-    if receiver is not None:
-        st = receiver.stats
-        state["osc"] = {"port": receiver.port, "packets": st.packets, "posted": st.posted, "malformed": st.malformed,
-                        "rate_limited": st.rate_limited, "disallowed": st.disallowed, "bad_args": st.bad_args}
+    if receiver is not None:  # every counter docs/osc.md lists: the receiver's, and the bus's
+        state["osc"] = {"port": receiver.port, **dataclasses.asdict(receiver.stats)}
+    state["bus"] = dataclasses.asdict(bus.stats)
     snap = bus.latest
     if snap is not None and "scene.cue" in bus.params and snap["scene.cue"] >= 1:
         state["cue"] = int(snap["scene.cue"])
@@ -296,9 +327,66 @@ def show_time_feeds(show: Show) -> list:
     return feeds
 
 
-def start_osc(show: Show, bus, port: int | None, show_time=None):
+def camera_feeds(show: Show) -> list:
+    """A render's camera: a video file read at show time (frame i of the render sees the file's frame at
+    i / fps, features computed on every file frame in order, as a camera at the file's rate would), so it
+    steers the render frame-exact. A live camera (a device, a stream) cannot be rendered: one warning."""
+    cam = show.camera
+    if not cam.enabled:
+        return []
+    source = cam.device(show)
+    if isinstance(source, str) and "://" not in source and os.path.isfile(source):
+        from engine.controls.camera import FileFeed
+        from engine.controls.source import DeviceLost
+
+        try:
+            return [FileFeed(source, loop=cam.loop)]
+        except DeviceLost as e:
+            raise MasqueradeError(f"{show.source or '<show>'}: {e}") from None
+    if isinstance(source, int) or "://" in source:
+        log.warning("camera.source %r is a live camera: a render cannot read it, so its camera:* sources stay "
+                    "at rest (give a video file to steer a render)", cam.source)
+    else:
+        log.warning("camera.source %s: no such file; its camera:* sources stay at rest", source)
+    return []
+
+
+def make_learn(show: Show, bus):
+    """MIDI learn for a live run, watching every post on the bus; it saves to the show's `[midi] mappings`
+    file, else to `<show>.midi.toml` beside the show."""
+    from engine.controls.learn import Learn
+
+    if show.midi.mappings:
+        path = show.resolve(show.midi.mappings)
+    else:
+        path = show.source.with_suffix(".midi.toml") if show.source else Path.cwd() / "show.midi.toml"
+    learn = Learn(bus, path, show.midi.port or Path(show.midi.file).name or "midi")
+    bus.observer = learn.observe
+    return learn
+
+
+def start_query(show: Show, bus, receiver):
+    """OSCQuery (`[osc] query_port`), on the OSC receiver's host and allow list; None when off, or when its
+    port cannot be opened (logged: the show goes on)."""
+    from engine.controls.learn import COMMANDS
+    from engine.controls.oscquery import Service
+
+    if receiver is None or show.osc.query_port < 0:
+        return None
+    try:
+        return Service(bus, receiver.port, show.osc.host, show.osc.query_port, show.osc.allow,
+                       name=f"Masquerade {show.name}",
+                       commands=[(a, "MIDI learn " + a.rpartition("/")[2]) for a in COMMANDS]).start()
+    except MasqueradeError as e:
+        log.error("OSCQuery is off for this run: %s", e)
+        return None
+
+
+def start_osc(show: Show, bus, port: int | None, show_time=None, learn=None):
     """The show's OSC receiver, started; None when the show turns OSC off. A port that cannot be
-    opened is logged and the show goes on without OSC: a kiosk must not go dark for it."""
+    opened is logged and the show goes on without OSC: a kiosk must not go dark for it. `learn`: a
+    controls.learn.Learn that `/masq/learn/start` and `/stop` switch."""
+    from engine.controls.learn import COMMANDS
     from engine.controls.osc import Receiver, parse_address, show_time_from_unix
 
     osc = show.osc
@@ -306,7 +394,10 @@ def start_osc(show: Show, bus, port: int | None, show_time=None):
         return None
     receiver = Receiver(bus, osc.host, osc.port if port is None else port, osc.allow, osc.max_per_second,
                         feedback=parse_address(osc.feedback) if osc.feedback else None,
-                        to_show_time=show_time_from_unix(show_time) if show_time else None)
+                        feedback_per_second=osc.feedback_per_second, secret=osc.secret or None,
+                        to_show_time=show_time_from_unix(show_time) if show_time else None,
+                        names={"/masq/scene/go": {s.name: float(s.number) for s in show.scenes}}, echo=osc.echo,
+                        commands={a: learn.command for a in COMMANDS} if learn is not None else None)
     try:
         receiver.start()
     except MasqueradeError as e:
@@ -368,33 +459,87 @@ def save_still(compositor: Compositor, folder: Path, show: Show, tick: Tick) -> 
     return path
 
 
-def render(show: Show, out: Path, seconds: float, size=None, fps: float | None = None,
-           device: str = "auto", progress: bool = True, replay: Path | None = None) -> int:
+class RenderInterrupted(MasqueradeError):
+    """A render stopped by a signal between frames: `done` of `total` frames written; `kept` is the partial
+    file (or folder) holding them, None when nothing was kept."""
+
+    def __init__(self, done: int, total: int, kept: Path | None):
+        self.done, self.total, self.kept = done, total, kept
+        where = f"the frames so far are in {kept}" if kept else "nothing was kept"
+        super().__init__(f"interrupted at frame {done} of {total}; {where}")
+
+
+class OutputError(MasqueradeError):
+    """The render's file could not be written (a full disk, a folder gone read-only)."""
+
+
+def length(show: Show) -> float:
+    """How many seconds a render of the whole piece takes (engine/scenes.py end_of); a show that plays for ever
+    is a MasqueradeError asking for --seconds."""
+    end = scenes.end_of(show)
+    if end is None:
+        why = ("its scenes loop ([timeline] loop = false ends it after the last)" if show.timeline.loop else
+               "a scene plays until cued") if show.scenes else "it has no [[scene]] durations or timed cues"
+        raise MasqueradeError(f"{show.source or '<show>'}: this show plays for ever ({why}): give --seconds N "
+                              "to render N seconds of it")
+    if end <= 0:
+        raise MasqueradeError(f"{show.source or '<show>'}: this show ends at 0 s: give --seconds N")
+    return end
+
+
+def render(show: Show, out: Path, seconds: float | None, size=None, fps: float | None = None,
+           device: str = "auto", progress: bool = True, replay: Path | None = None, stop=None,
+           overlap: bool = True) -> int:
     """Offline, frame-exact: frame i is the show at t = i / fps, whatever the machine's speed; with
-    `replay`, a recorded set's control events are applied at their show times."""
+    `replay`, a recorded set's control events are applied at their show times.
+
+    The output is opened first (a folder that cannot be written fails before the model loads) and written
+    beside its name, which it takes only once complete. `stop` (a threading.Event, set by a signal handler)
+    ends the render between frames: RenderInterrupted, the frames so far kept in the partial file. A write
+    that fails is OutputError, the partial file removed. `overlap`: generation, compositing with asynchronous
+    read-back and encoding run at once (engine/offline.py); False: one after the other, the same frames."""
     from tqdm import tqdm
 
     fps = fps or show.output.fps
     size = size or show.output.size
-    recording = Recording.load(replay) if replay else None
-    pipeline = Pipeline(show, device, ControlState(make_bus(show), replay=recording, feeds=show_time_feeds(show)))
-    ctx = headless_context()
-    pipeline.mirror = mirror.for_render(show)  # a camera video file, read at show time
-    compositor = make_compositor(ctx, show, size, pipeline)
-    clock = FixedStep(fps)
-    total = round(seconds * fps)
-    sink = sinks.for_path(out, fps)
+    seconds = length(show) if seconds is None else seconds  # None: the whole piece, to its end
+    total = max(1, round(seconds * fps))
+    sink = sinks.for_path(out, fps, size)
+    state = offline.Progress()  # frames written; writing: inside the sink, where an OSError is the output's
     try:
-        for i in tqdm(range(total), disable=not progress, unit="frame", desc=f"render {out.name}"):
-            tick = clock.at(i)
-            frame = pipeline.generate(tick)
-            with pipeline.times.time("composite"):
-                compositor.draw(frame, frame, 1.0, trail_of(pipeline.controls.bus))
-            with pipeline.times.time("write"):
-                sink.write(compositor.read(), tick)
-    finally:
+        feeds = show_time_feeds(show) + camera_feeds(show)
+        recording = Recording.load(replay) if replay else None
+        pipeline = scenes.build(show, device, timeline.Controls(show, make_bus(show), replay=recording, feeds=feeds))
+        ctx, bar = headless_context(), None
+        try:
+            pipeline.mirror = mirror.for_render(show)  # a camera video file, read at show time
+            compositor = make_compositor(ctx, show, size, pipeline)
+            clock = FixedStep(fps)
+            bar = tqdm(total=total, disable=not progress, unit="frame", desc=f"render {out.name}")
+
+            def draw(tick):  # the frame, and its trail: the bus's snapshot taken by that very frame
+                return pipeline.generate(tick), trail_of(pipeline.controls.bus)
+
+            frames = offline.overlapped if overlap else offline.one_by_one
+            if not frames(draw, (clock.at(i) for i in range(total)), compositor, sink, state, stop, bar,
+                          pipeline.times):
+                raise RenderInterrupted(state.done, total, None)
+        finally:
+            if bar is not None:
+                bar.close()  # the bar's line ends here, not under the message that follows
+            ctx.release()
+        state.writing = True
         sink.close()
-        ctx.release()
+    except (RenderInterrupted, KeyboardInterrupt):
+        raise RenderInterrupted(state.done, total, sink.interrupt(keep=True)) from None
+    except OSError as e:
+        sink.interrupt(keep=False)
+        if not state.writing:
+            raise
+        raise OutputError(f"{e.filename or out}: {e.strerror or e}; the partial file was removed") from None
+    except BaseException:
+        sink.interrupt(keep=False)
+        raise
     if show.audio.is_file(show) and isinstance(sink, VideoWriter):
         mux_audio(out, show.resolve(show.audio.source))
     log.info("rendered %d frames to %s  (%s)", total, out, pipeline.times.summary())

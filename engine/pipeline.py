@@ -1,4 +1,5 @@
-"""Show time -> image: walk, generator (and, in later stages, filters), on the chosen device.
+"""Show time -> image: walk, generator, super-resolution, mirror and filters (in the order and at the sizes
+`engine/frame_path.py` decides), on the chosen device.
 
 This is the pure part of a frame: `generate(tick)` depends only on the tick and the show, so the
 live loop, offline renders and tests all call it and get the same pixels.
@@ -11,7 +12,7 @@ import logging
 
 import torch
 
-from engine import filters, walks
+from engine import filters, frame_path, walks
 from engine.controls import mirror
 from engine.controls.bus import Bus, declare_all
 from engine.controls.state import ControlState, TempoFeed
@@ -65,7 +66,8 @@ class Pipeline:
             accelerate(self.generator, self.device, Speed(m.precision, m.compile, m.cuda_graphs))
         except SpeedError as e:
             raise ShowError(f"{where}: [model] {e}") from None
-        self.styler = Styler(self.generator, show.style, where).to(self.device)
+        self.styler = Styler(self.generator, show.style, where, show.bindings,
+                             classes=show.walk.options.get("classes")).to(self.device)
         w = show.walk
         self.walk = walks.create(w.kind, z_dim=self.generator.z_dim, seed=w.seed, **w.options)
         # walk.energy leans the walk toward a second, never-repeating one: how far it strays from its path
@@ -90,6 +92,9 @@ class Pipeline:
         self.link = None  # a started controls.tempo.LinkClock (live runs with [tempo] link = true)
         self.filters = [self._build_filter(stage) for stage in show.filters]
         self.controls_of = [list(stage.controls()) for stage in show.filters]  # each filter's live params
+        # the order of the stages and the size of each one's frame (engine/frame_path.py): filters at the work size
+        self.path = frame_path.plan(self.generator.resolution, self.filters, [s.name for s in show.filters],
+                                    show.output.work_size)
         self.times = StageTimes()
         self.mirror = None  # mirror mode: t -> camera picture (H, W, 3) RGB uint8 or None (engine/controls/mirror.py)
 
@@ -181,15 +186,21 @@ class Pipeline:
         return walk_time
 
     @property
+    def work_size(self) -> tuple[int, int]:
+        """(width, height) of the frames this pipeline hands on: `[output] work_size`, else the generator's
+        resolution times every super-resolution row's scale (engine/frame_path.py)."""
+        return self.path.work_size
+
+    @property
     def resolution(self) -> int:
-        """Side of the frames this pipeline hands on: the generator's, times every filter's scale."""
-        side = self.generator.resolution
-        for f in self.filters:
-            side *= getattr(f, "scale", 1)
-        return side
+        """The larger side of `work_size` (the side, for a square frame)."""
+        return max(self.work_size)
 
     @torch.inference_mode()
-    def generate(self, tick: Tick) -> Frame:
+    def advance(self, tick: Tick):
+        """The control and walk stages of frame `tick`, nothing drawn: (snapshot, walk tick, z [1, z_dim] on
+        the device, w_shift [1, w_dim] or None). A render chunk that starts at frame s runs it for frames
+        0..s-1, so its controls, cues and walk stand where a render from frame 0 has them."""
         with self.times.time("control"):
             snap, walk_time = self.controls.at(tick.t)  # one consistent snapshot for this frame
             snap, walk_time = self._derive(snap, tick.t, walk_time)  # cues, tap tempo, beats
@@ -206,22 +217,38 @@ class Pipeline:
             if snap.fired("bookmark.save"):
                 self.steer.save(int(snap["bookmark.save"]), z)
             z = z.to(self.device)
+        return snap, walk_tick, z, w_shift
+
+    @torch.inference_mode()
+    def generate(self, tick: Tick) -> Frame:
+        snap, walk_tick, z, w_shift = self.advance(tick)
         amount = snap["camera.mirror"] if self.mirror is not None else 0.0
-        seen = self.mirror(tick.t) if amount > 0 else None  # the camera's picture, (H, W, 3) uint8, or None
-        if seen is not None and amount >= 1:  # the camera alone: the model need not run
-            with self.times.time("mirror"):
-                image = mirror.picture(seen, self.generator.resolution, self.device, self.show.camera.flip)
-        else:
-            with self.times.time("generate"):
-                image = self.styler(z, snap["walk.truncation"], label=snap["style.class"], mix=snap["style.mix"],
-                                    w_shift=None if w_shift is None else w_shift.to(self.device))
-                check_image(image)  # [1, 3, R, R] in [0, 1]
-            if seen is not None:
-                with self.times.time("mirror"):
-                    image = mirror.apply(image, seen, amount, self.show.camera.flip)
-        for stage, f, names in zip(self.show.filters, self.filters, self.controls_of):
+        seen = self.mirror(tick.t) if amount > 0 else None  # the camera's picture, (h, w, 3) uint8, or None
+        camera_only = seen is not None and amount >= 1  # the model (and its upscale) need not run
+        image, flip = None, self.show.camera.flip
+        for stage in self.path.stages:  # generate -> super-resolution -> fit -> mirror -> filters
+            if camera_only and stage.kind in ("generate", "upscale", "fit"):
+                continue
+            if stage.kind == "mirror" and seen is None:
+                continue
             with self.times.time(stage.name):
-                image = f(image, **{k: snap[f"filter.{stage.name}.{k}"] for k in names})  # [1, 3, R', R']
+                if stage.kind == "generate":
+                    classes = getattr(self.walk, "classes_at", None)  # a class walk's (class, weight) pairs lead
+                    label = classes(walk_tick) if classes is not None and self.walk.classes else snap["style.class"]
+                    image = self.styler(z, snap["walk.truncation"], label=label, mix=snap["style.mix"],
+                                        w_shift=None if w_shift is None else w_shift.to(self.device),
+                                        translate=(snap["style.translate_x"], snap["style.translate_y"]),
+                                        rotate=snap["style.rotate"])
+                    check_image(image)  # [1, 3, R, R] in [0, 1]
+                elif stage.kind == "fit":
+                    o = self.show.output
+                    image = frame_path.fit(image, stage.size, o.fit, o.background)  # [1, 3, H, W]
+                elif stage.kind == "mirror":
+                    image = mirror.picture(seen, stage.size, self.device, flip) if camera_only \
+                        else mirror.apply(image, seen, amount, flip)  # [1, 3, H, W]
+                else:  # a row: super-resolution [1, 3, sR, sR], or a filter at the work size [1, 3, H, W]
+                    f, row = self.filters[stage.row], self.show.filters[stage.row]
+                    image = f(image, **{k: snap[f"filter.{row.name}.{k}"] for k in self.controls_of[stage.row]})
         with self.times.time("quantise"):
             rgb = to_uint8_hwc(image)  # R'xR'x3 uint8, quantised on the device
         return Frame(tick, image, rgb)

@@ -6,6 +6,7 @@ and draws the overlay (stats) on top, so files and screenshots never carry the o
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -15,6 +16,8 @@ import moderngl
 
 from engine.compositor import shader
 from engine.errors import MasqueradeError
+
+log = logging.getLogger("masquerade")
 
 
 def display_available() -> bool:
@@ -28,6 +31,55 @@ class DisplayError(MasqueradeError):
     pass
 
 
+def x_screens() -> list[tuple[int, int]]:
+    """The screens of the X server in DISPLAY, as (width, height) (libX11 through ctypes); [] when there is
+    no X display or no libX11. A server with several screens (Xvfb -screen 0 ... -screen 1 ..., a
+    "Zaphod" multi-head X setup) has one root window per screen."""
+    import ctypes
+    import ctypes.util
+
+    if not os.environ.get("DISPLAY"):
+        return []
+    try:
+        x11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+    except OSError:
+        return []
+    x11.XOpenDisplay.restype, x11.XOpenDisplay.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
+    for name in ("XScreenCount", "XCloseDisplay"):
+        getattr(x11, name).argtypes = [ctypes.c_void_p]
+    for name in ("XDisplayWidth", "XDisplayHeight"):
+        getattr(x11, name).argtypes = [ctypes.c_void_p, ctypes.c_int]
+    dpy = x11.XOpenDisplay(None)
+    if not dpy:
+        return []
+    try:
+        return [(x11.XDisplayWidth(dpy, i), x11.XDisplayHeight(dpy, i)) for i in range(x11.XScreenCount(dpy))]
+    finally:
+        x11.XCloseDisplay(dpy)
+
+
+def choose_x_screen(display: int) -> int:
+    """`--display N` on an X server with several screens: SDL2 lists them as displays but opens every
+    window on the first (their bounds all start at 0,0), so point DISPLAY at screen N itself and have SDL
+    see that one screen (no XRandR). Call before SDL starts; returns the SDL display index to use."""
+    if os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER", "x11") != "x11":
+        return display
+    screens = x_screens()
+    if len(screens) < 2:
+        return display  # one X screen: SDL's displays are its monitors, with their own positions
+    if not 0 <= display < len(screens):
+        raise DisplayError(f"--display {display}: this X server ({os.environ['DISPLAY']}) has {len(screens)} "
+                           f"screens: {describe(screens)}")
+    host, _, rest = os.environ["DISPLAY"].rpartition(":")
+    os.environ["DISPLAY"] = f"{host}:{rest.split('.')[0]}.{display}"
+    os.environ["SDL_VIDEO_X11_XRANDR"] = "0"  # SDL then lists the default screen only: the one asked for
+    return 0
+
+
+def describe(sizes) -> str:
+    return ", ".join(f"{i} ({w}x{h})" for i, (w, h) in enumerate(sizes))
+
+
 class Window:
     def __init__(self, size: tuple[int, int], fullscreen: bool = False, display: int = 0,
                  title: str = "Masquerade", max_fps: float = 60.0):
@@ -35,6 +87,7 @@ class Window:
         import pygame
 
         self.pg = pygame
+        asked, display = display, choose_x_screen(display)
         try:
             pygame.display.init()
         except pygame.error as e:
@@ -48,7 +101,11 @@ class Window:
         pygame.font.init()
         count = pygame.display.get_num_displays()
         if not 0 <= display < count:
-            raise DisplayError(f"--display {display}: this machine has {count} display(s), numbered 0..{count - 1}")
+            sizes = pygame.display.get_desktop_sizes()
+            pygame.display.quit()
+            raise DisplayError(f"--display {asked}: this machine has {count} display(s): {describe(sizes)}")
+        if asked != display:
+            log.info("--display %d: X screen %s", asked, os.environ.get("DISPLAY"))
         self.display, self.windowed_size, self.title = display, size, title
         self.fullscreen = fullscreen
         self.max_fps, self._last_flip = max_fps, 0.0
@@ -85,7 +142,7 @@ class Window:
         self._open()
 
     def events(self) -> list[str]:
-        """Pending input as actions: "quit", "fullscreen", "pause", "still"."""
+        """Pending input as actions: "quit", "fullscreen", "pause", "still", "learn" (MIDI learn on / off)."""
         pg = self.pg
         actions = []
         for event in pg.event.get():
@@ -93,7 +150,7 @@ class Window:
                 actions.append("quit")
             elif event.type == pg.KEYDOWN:
                 action = {pg.K_q: "quit", pg.K_ESCAPE: "quit", pg.K_f: "fullscreen",
-                          pg.K_SPACE: "pause", pg.K_s: "still"}.get(event.key)
+                          pg.K_SPACE: "pause", pg.K_s: "still", pg.K_l: "learn"}.get(event.key)
                 if action:
                     actions.append(action)
         return actions

@@ -21,6 +21,12 @@ TINY = {  # the smallest config of each architecture that still exercises every 
     "tconv-stack": {"z_dim": 8, "layers": [{"in": 8, "out": 4, "kernel": 4, "bias": False, "norm": "batch"},
                                            {"in": 4, "out": 1, "kernel": 4, "stride": 2, "padding": 1,
                                             "activation": "tanh"}]},
+    "biggan": {"output_dim": 32, "z_dim": 8, "class_embed_dim": 8, "channel_width": 4, "num_classes": 4,
+               "layers": [[True, 16, 8], [True, 8, 4], [False, 4, 2], [True, 2, 1]], "attention_layer_position": 1,
+               "n_stats": 3},
+    "lightweight-gan": {"latent_dim": 16, "image_size": 64, "channels": [16, 8, 8, 4], "attn_res_layers": [8]},
+    "lucidrains-stylegan2": {"image_size": 32, "latent_dim": 8, "style_depth": 2, "network_capacity": 2,
+                             "fmap_max": 16, "attn_layers": [1]},
 }
 DISCRIMINATORS = {"dcgan-discriminator"}
 
@@ -35,15 +41,18 @@ def test_generator_contract(name, tmp_path):
     g = generators.create(name, **TINY[name]).eval()
     assert json.loads(json.dumps(g.config)) == g.config  # the config is the constructor's JSON
     z = torch.randn(2, g.z_dim)
+    style = {"truncation_psi": 0.7}
+    if getattr(g, "c_dim", 0):  # a class-conditional model takes one class per sample
+        style["c"] = torch.eye(g.c_dim)[:2]
     with torch.no_grad():
-        image = g(z, truncation_psi=0.7)
+        image = g(z, **style)
     assert image.shape == (2, 3, g.resolution, g.resolution)
     assert image.min() >= 0 and image.max() <= 1
     path = tmp_path / f"{name}.safetensors"
     checkpoint.save(g, name, path, {"test": True})
     loaded, card = checkpoint.load(path)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(z, truncation_psi=0.7), image)
+        torch.testing.assert_close(loaded(z, **style), image)
     assert card.architecture == name
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from engine import show as shows
+from engine.sinks.images import partial_path
 from engine.sinks.video import read_frames
 
 from .conftest import DEFAULT_SHOW, masquerade
@@ -139,7 +140,8 @@ def test_a_killed_worker_is_rerun_and_the_render_is_identical(cluster, reference
     deadline = time.monotonic() + 60
     while not killed and thread.is_alive() and time.monotonic() < deadline:
         pids = running_chunks()
-        if pids and (out.exists() and any(out.iterdir())):  # mid-job: some frames are already written
+        writing = partial_path(out)  # frames land here until the render has them all
+        if pids and (writing.exists() and any(writing.iterdir())):  # mid-job: some frames are already written
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
         time.sleep(0.01)

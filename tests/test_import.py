@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,11 @@ from engine import cli
 from engine.generators import checkpoint, dcgan, dcgan_import, importers, stylegan2, tconv_stack
 from engine.generators.checkpoint import CheckpointError
 
+from . import test_import_biggan
+from . import test_import_lucidrains as lucidrains
+from . import test_import_nvlabs_sg3repo as sg3repo
 from . import test_stylegan2 as sg2
+from . import tf_pickle_writer as tf_writer
 from .conftest import FIXTURES, masquerade
 from .test_cli import assert_clean_error
 
@@ -288,24 +293,52 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture
 def formats(tmp_path, nvlabs_names, examples_file):
-    """One file of each supported format, some named with misleading extensions (detection is by content)."""
-    nv, _, _ = sg2.reference("cond3_resnet16")
-    files = {"nvlabs": sg2.write_snapshot(nvlabs_names, tmp_path / "network-snapshot-000000.pkl", nv, ""),
-             "rosinality": ROSINALITY / "small64.pt",
-             "rosinality-as-pkl": tmp_path / "renamed.pkl",
-             "rosinality-bare-safetensors": tmp_path / "g_ema.safetensors",
-             "dcgan-examples": examples_file,
-             "masquerade": Path(sg2.DATA / "cond3_resnet16.safetensors")}
-    files["rosinality-as-pkl"].write_bytes(files["rosinality"].read_bytes())
-    ema = torch.load(files["rosinality"], weights_only=True)["g_ema"]
-    save_file({k: v.contiguous() for k, v in ema.items()}, str(files["rosinality-bare-safetensors"]))
+    """A maker of one file of each supported format, some named with misleading extensions (detection is by
+    content); each test makes only the one it reads."""
+
+    def nvlabs():
+        nv, _, _ = sg2.reference("cond3_resnet16")
+        return sg2.write_snapshot(nvlabs_names, tmp_path / "network-snapshot-000000.pkl", nv, "")
+
+    def renamed():  # a rosinality checkpoint named .pkl
+        (tmp_path / "renamed.pkl").write_bytes((ROSINALITY / "small64.pt").read_bytes())
+        return tmp_path / "renamed.pkl"
+
+    def bare_safetensors():
+        ema = torch.load(ROSINALITY / "small64.pt", weights_only=True)["g_ema"]
+        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp_path / "g_ema.safetensors"))
+        return tmp_path / "g_ema.safetensors"
+
+    def biggan():  # the package's folder (config.json + pytorch_model.bin): the weights file names the model
+        (tmp_path / "biggan-deep-128").mkdir()
+        torch.save(test_import_biggan.package_state(), tmp_path / "biggan-deep-128" / "pytorch_model.bin")
+        shutil.copy(test_import_biggan.DATA / "small128_config.json", tmp_path / "biggan-deep-128" / "config.json")
+        return tmp_path / "biggan-deep-128" / "pytorch_model.bin"
+
+    def lucidrains_model(name, make):  # the trainers' models/<name>/model_N.pt
+        (tmp_path / name).mkdir()
+        torch.save(make(), tmp_path / name / "model_3.pt")
+        return tmp_path / name / "model_3.pt"
+
+    makers = {"nvlabs": nvlabs, "rosinality": lambda: ROSINALITY / "small64.pt", "rosinality-as-pkl": renamed,
+              "rosinality-bare-safetensors": bare_safetensors, "dcgan-examples": lambda: examples_file,
+              "masquerade": lambda: Path(sg2.DATA / "cond3_resnet16.safetensors"),
+              "tf-stylegan2": lambda: tf_writer.write_reference(tmp_path / "stylegan2-cats.pkl", "tf_sg2_uncond32"),
+              "nvlabs-sg3repo-stylegan2": lambda: sg3repo.write(nvlabs_names, tmp_path / "stylegan2-sg3repo.pkl",
+                                                                "sg3repo_uncond32"),
+              "biggan": biggan,
+              "lightweight-gan": lambda: lucidrains_model("lightweight-gan",
+                                                          lambda: lucidrains.checkpoint("lightweight128")),
+              "lucidrains-stylegan2": lambda: lucidrains_model("stylegan2-pytorch",
+                                                               lambda: lucidrains.sg2_checkpoint("sg2l_32"))}
     if MNIST.is_file():
-        files["dcgan-mnist"] = MNIST
-    return files
+        makers["dcgan-mnist"] = lambda: MNIST
+    return makers
 
 
 FORMAT_NAMES = ["nvlabs", "rosinality", "rosinality-as-pkl", "rosinality-bare-safetensors", "dcgan-examples",
-                "dcgan-mnist", "masquerade"]
+                "dcgan-mnist", "masquerade", "tf-stylegan2", "nvlabs-sg3repo-stylegan2", "biggan", "lightweight-gan",
+                "lucidrains-stylegan2"]
 EXPECTED = {  # format key, architecture, source_format, summary lines of `models info`
     "nvlabs": ("nvlabs", "stylegan2", "NVlabs StyleGAN2",
                ["resolution    16", "mapping       2 layers", "conditional   yes (c_dim 3)"]),
@@ -322,6 +355,17 @@ EXPECTED = {  # format key, architecture, source_format, summary lines of `model
                     ["resolution    28", "z_dim         64", "channels      1"]),
     "masquerade": ("masquerade", "stylegan2", "Masquerade model file",
                    ["resolution    16", "conditional   yes (c_dim 3)"]),
+    "tf-stylegan2": ("tf-stylegan2", "stylegan2", "TensorFlow StyleGAN2 pickle",
+                     ["resolution    32", "mapping       2 layers", "conditional   no"]),
+    "nvlabs-sg3repo-stylegan2": ("nvlabs", "stylegan2", "NVlabs StyleGAN2",
+                                 ["resolution    32", "z_dim         32", "conditional   no"]),
+    "biggan": ("biggan", "biggan", "pytorch-pretrained-biggan BigGAN-deep",
+               ["resolution    128", "z_dim         32", "conditional   yes (c_dim 1000)"]),
+    "lightweight-gan": ("lightweight-gan", "lightweight-gan", "lucidrains lightweight-gan checkpoint (torch zip)",
+                        ["resolution    128", "z_dim         32", "mapping       none"]),
+    "lucidrains-stylegan2": ("lucidrains-stylegan2", "lucidrains-stylegan2",
+                             "lucidrains stylegan2-pytorch checkpoint (torch zip)",
+                             ["resolution    32", "w_dim         32", "mapping       3 layers"]),
 }
 
 
@@ -338,7 +382,7 @@ def same_images(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_models_import_and_info_via_the_command(tmp_path, formats, name):
     if name not in formats:
         pytest.skip(f"third-party weight fixtures not found at {FIXTURES}")
-    source, (fmt, architecture, source_format, info_lines) = formats[name], EXPECTED[name]
+    source, (fmt, architecture, source_format, info_lines) = formats[name](), EXPECTED[name]
     out = tmp_path / "out" / "imported.safetensors"
     result = masquerade("models", "import", source, "-o", out)
     assert result.returncode == 0, result.stderr
@@ -400,11 +444,12 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     marker = tmp_path / "pwned"
     whole = (ROSINALITY / "small64.pt").read_bytes()
     files = {
-        "garbage": (b"\x13\x37 this is not a model " * 50, "unknown model format"),
+        "garbage": (b"\x13\x37 this is not a model " * 50, "unknown model format; known:"),
         "empty": (b"", "empty file"),
         "truncated-zip": (whole[: len(whole) // 2], "not a readable torch checkpoint"),
         "code-in-torch-zip": (None, "refused"),
         "code-in-pickle": (pickle.dumps({"G_ema": _Payload(marker)}), "refused global"),
+        # not recognisably TensorFlow's, so named as what the NVlabs reader expected (importers._load)
         "truncated-pickle": (pickle.dumps({"G_ema": list(range(1000))})[:100], "not a readable NVlabs pickle"),
         "not-a-generator": (None, "holds no generator read here"),
         "bad-safetensors": (b"\x10\x00\x00\x00\x00\x00\x00\x00{broken json....", "not a readable safetensors"),

@@ -80,12 +80,13 @@ show = "{show}"
         SimpleUDPClient("127.0.0.1", port).send_message("/masq/scene/cue", 2)
         beat(lambda b: b.get("cue") == 2, "cue 2")
 
-        # the camera file disappears (the video ends, it cannot be reopened) and comes back
+        # the camera file disappears (the video ends, it cannot be reopened) and a new recording takes its place
+        # (loop = false: the file that already played is not played again; a new one is)
         camera.rename(tmp_path / "away.avi")
         gone = beat(lambda b: b["devices"]["camera"]["state"] != "connected" and "no such file" in
                     b["devices"]["camera"]["reason"], "the camera lost", timeout=20)
         assert gone["pid"] == pid
-        (tmp_path / "away.avi").rename(camera)
+        camera_video(camera)
         back = beat(lambda b: b["devices"]["camera"]["connects"] >= 2 and b["frames"] > gone["frames"] + 10,
                     "the camera back", timeout=30)
         assert back["pid"] == pid  # the show kept presenting throughout: the same engine, more frames

@@ -190,6 +190,7 @@ host = "127.0.0.1"
 port = {crowd}
 window = 1.5
 votes_per_second = 2
+phones_per_address = 2
 send_per_second = 20""")
     kiosk = Fake(site_dir, site, env={"FAKE_OSC_PORT": str(server.server_address[1])}, command=True)
     try:

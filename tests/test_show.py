@@ -30,7 +30,7 @@ def write(tmp_path, text) -> Path:
     ("[walk]\nkind = 'spiral'\n", "walk.kind must be one of"),
     ("[walk]\nkind = 'drift'\nkeyframes = 3\n", "unknown key walk.keyframes for kind 'drift'"),
     ("[walk]\ntruncation = -1\n", "walk.truncation"),
-    ("[output]\nsize = [0, 720]\n", "[output] size"),
+    ("[output]\nsize = [0, 720]\n", "output.size"),
     ("[output]\nfit = 'stretch'\n", "fit must be"),
     ("[output]\nbackground = [2, 0, 0]\n", "background"),
     ("colour = 'red'\n", "unknown key 'colour'"),

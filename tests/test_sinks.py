@@ -107,10 +107,17 @@ def test_a_failing_sink_is_switched_off_with_its_reason():
     sink = sinks.open_sink("pipe", {"command": ["true"]}, size=(256, 144), fps=30)  # exits at once
     sink.process.wait()
     feed = Feed("quitter", sink, lossless=True)
-    for i in range(5):
-        feed.offer(np.zeros((144, 256, 3), np.uint8), Tick(i, i / 30))
-    report = feed.close()
-    assert report.written == 0 and "stopped reading" in report.error
+    done = threading.Event()
+
+    def offer_and_close():  # in a thread: a regression (an offer waiting on the dead sink) fails, never hangs
+        for i in range(5):
+            feed.offer(np.zeros((144, 256, 3), np.uint8), Tick(i, i / 30))
+        done.report = feed.close()
+        done.set()
+
+    threading.Thread(target=offer_and_close, daemon=True).start()
+    assert done.wait(30), "a lossless feed waited on a sink that had stopped"
+    assert done.report.written == 0 and "stopped reading" in done.report.error
 
 
 def write_show(tmp_path: Path, rows: str) -> Path:

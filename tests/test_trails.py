@@ -130,7 +130,7 @@ def test_a_show_with_a_trail_renders_frame_exact_and_an_osc_fader_moves_it(tmp_p
 def test_trail_keys_are_checked_when_the_show_loads(tmp_path):
     from engine import show as shows
 
-    with pytest.raises(shows.ShowError, match=r"\[output\] trail must be 0.0..0.95, got 1.0"):
+    with pytest.raises(shows.ShowError, match=r"output\.trail must be 0\.\.0\.95, got 1.0"):
         shows.load(show_file(tmp_path, "trail = 1.0"))
     params = {p.name: p for p in shows.control_params(shows.load(show_file(tmp_path, "trail_rotate = -4")))}
     assert params["output.trail_rotate"].default == -4.0 and params["output.trail"].default == 0.0

@@ -67,7 +67,7 @@ def test_live_window_runs_with_stats_overlay(xvfb):
 
 
 def _type_keys_then_run(stills):
-    """Space, s and q as a visitor's keyboard sends them: through SDL's event queue, typed as soon
+    """Space, s, l and q as a visitor's keyboard sends them: through SDL's event queue, typed as soon
     as the window exists."""
     import pygame
 
@@ -79,7 +79,7 @@ def _type_keys_then_run(stills):
 
     def open_then_type(self):
         original_open(self)
-        for key in (pygame.K_SPACE, pygame.K_s, pygame.K_q):
+        for key in (pygame.K_SPACE, pygame.K_s, pygame.K_l, pygame.K_q):  # l: MIDI learn on
             pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
 
     window_module.Window._open = open_then_type

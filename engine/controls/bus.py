@@ -19,6 +19,12 @@ The rules, in one place (docs/osc.md repeats them for users):
 - Triggers: momentary. A trigger fires in the snapshot that applies it, once, when the raw value is not 0
   (a button sends 1 on press and 0 on release). Any bound source fires it, whatever its priority; its
   value is the mapped value of the last firing (a slot or cue number).
+- Floods: a frame applies at most one untimed value per source (its newest: every untimed event applies at
+  the same show time, so the ones before it could not show), and a trigger's press is never replaced by its
+  release. Scheduled events keep their own times unless more than `MAX_DUE` fall due in one frame; then
+  they too are coalesced per source. Coalesced events are counted, so is a post from a source no binding
+  names (dropped at once) and a value that is not a finite number: the snapshot's work is bounded by the
+  bindings, not by the rate of the input.
 """
 
 from __future__ import annotations
@@ -34,9 +40,13 @@ from types import MappingProxyType
 
 from engine.errors import MasqueradeError
 
-SCHEMES = ("osc", "midi", "camera", "audio", "tempo", "cue", "web", "key")  # "web" and "key" have no input yet
+MAX_DUE = 64  # scheduled events due in one frame beyond which they are coalesced per source
+
+SCHEMES = ("osc", "midi", "dmx", "camera", "audio", "tempo", "cue", "web", "key")  # "web", "key": no input yet
 DERIVED = ("cue:", "tempo:")  # sources the engine derives from the show and recorded events: never recorded
 CURVES = ("linear", "exp")
+TAKEOVERS = ("jump", "soft")  # soft: a control takes its param only on reaching (or crossing) the param's value
+QUANTISE = ("", "beat", "bar", "none")  # a trigger waits for the next beat or bar ("": the show's [tempo] quantise)
 OSC_FORBIDDEN = set(" #*,?[]{}")  # OSC 1.0: characters an address may not contain
 
 
@@ -83,13 +93,15 @@ class Binding:
     priority: int = 0  # higher wins; equal: the most recent event wins
     output: tuple[float, float] | None = None  # None: the param's whole range
     where: str = "<code>"  # "shows/x.toml [[bind]] #3": named in every error about this row
+    takeover: str = "jump"  # "soft": the control moves its param only once it reaches the param's value
+    quantise: str = ""  # a trigger it fires waits for the next "beat" or "bar"; "none": at once; "": the show's
 
     @classmethod
     def from_table(cls, row: dict, where: str) -> Binding:
         """A `[[bind]]` row of a show file -> a Binding; every mistake names `where` and the key."""
         if not isinstance(row, dict):
             raise ControlError(f"{where}: must be a table with source and target, got {row!r}")
-        known = ("source", "target", "input", "curve", "priority", "output")
+        known = ("source", "target", "input", "curve", "priority", "output", "takeover", "quantise")
         for key in row:
             if key not in known:
                 raise ControlError(f"{where}: unknown key {key!r} (expected one of {', '.join(known)})")
@@ -104,8 +116,9 @@ class Binding:
                         or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair)):
                     raise ControlError(f"{where}: {key} must be [low, high], two numbers, got {pair!r}")
                 values[key] = (float(pair[0]), float(pair[1]))
-        if "curve" in row:
-            values["curve"] = row["curve"]
+        for key in ("curve", "takeover", "quantise"):
+            if key in row:
+                values[key] = row[key]
         if "priority" in row:
             if isinstance(row["priority"], bool) or not isinstance(row["priority"], int):
                 raise ControlError(f"{where}: priority must be a whole number, got {row['priority']!r}")
@@ -131,6 +144,10 @@ class Binding:
             raise ControlError(f"{self.where}: unknown target {self.target!r}{hint}")
         if self.curve not in CURVES:
             raise ControlError(f"{self.where}: curve must be \"linear\" or \"exp\", got {self.curve!r}")
+        if self.takeover not in TAKEOVERS:
+            raise ControlError(f"{self.where}: takeover must be \"jump\" or \"soft\", got {self.takeover!r}")
+        if self.quantise not in QUANTISE:
+            raise ControlError(f"{self.where}: quantise must be \"beat\", \"bar\" or \"none\", got {self.quantise!r}")
         if self.input[0] == self.input[1]:
             raise ControlError(f"{self.where}: input range {list(self.input)} is empty")
         p = params[self.target]
@@ -195,7 +212,8 @@ class BusStats:
     applied: int = 0  # events applied to at least one param
     unbound: int = 0  # events from a source no binding names (an OSC address nobody uses)
     rejected: int = 0  # values that were not finite numbers
-    overflow: int = 0  # posts dropped because the queue was full (the loop has stopped reading)
+    overflow: int = 0  # scheduled posts dropped because the queue was full (the loop has stopped reading)
+    coalesced: int = 0  # events replaced by a newer one from the same source before a frame applied them
 
 
 @dataclass
@@ -211,8 +229,10 @@ class Bus:
 
     def __init__(self, max_pending: int = 10_000):
         self._lock = threading.Lock()
-        self._pending: list[tuple[float | None, int, str, float | None]] = []
+        self._latest: dict[str, tuple[int, float | None]] = {}  # untimed: source -> (seq, its newest value)
+        self._pending: list[tuple[float, int, str, float | None]] = []  # scheduled, not yet in the heap
         self._max_pending = max_pending
+        self._trigger_sources: set[str] = set()  # sources bound to a trigger: a press outlives its release
         self._seq = itertools.count()  # post order, the tie-break between events at one time
         self._order = itertools.count()  # application order, for "the most recent event wins"
         self._future: list[tuple[float, int, str, float | None]] = []  # heap of scheduled events (loop only)
@@ -223,6 +243,8 @@ class Bus:
         self.recording = None  # a record.Recording: every applied event is appended to it
         self.latest: Snapshot | None = None  # the newest snapshot, for feedback and status threads
         self.stats = BusStats()
+        self.observer = None  # callable(source, value) told of every post, from the posting thread (MIDI learn)
+        self._soft: dict[tuple[str, str], float] = {}  # (source, target) -> its last raw value, for soft takeover
 
     # --- set-up (the loop's thread, before the show starts) ---
 
@@ -241,6 +263,8 @@ class Bus:
                 raise ControlError(f"{binding.where}: {binding.source} is already bound to {binding.target} "
                                    f"by {other.where}")
         routes.append(binding)
+        if self._params[binding.target].trigger:
+            self._trigger_sources.add(binding.source)
 
     @property
     def params(self) -> Mapping[str, Param]:
@@ -249,6 +273,20 @@ class Bus:
     @property
     def bindings(self) -> list[Binding]:
         return [b for routes in self._routes.values() for b in routes]
+
+    def routes(self, source: str) -> tuple[Binding, ...]:
+        """The bindings of one source (empty: nobody listens); any thread may ask once the show runs."""
+        return tuple(self._routes.get(source, ()))
+
+    @property
+    def pending(self) -> int:
+        """Events posted and not yet taken by a snapshot (untimed ones count once per source)."""
+        return len(self._latest) + len(self._pending)
+
+    @property
+    def waiting(self) -> int:
+        """Scheduled events held for a future show time."""
+        return len(self._future)
 
     # --- any thread ---
 
@@ -261,39 +299,53 @@ class Bus:
         self._enqueue(at, source, None)
 
     def _enqueue(self, at, source, value) -> None:
+        if self.observer is not None:
+            self.observer(source, value)
+        bound = source in self._routes
+        bad = value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                     or not math.isfinite(value))
         with self._lock:
-            if len(self._pending) >= self._max_pending:
+            if not bound:
+                self.stats.unbound += 1
+            elif bad:
+                self.stats.rejected += 1
+            elif at is None:  # applies at the next snapshot's time: only the newest value can show
+                old = self._latest.get(source)
+                if old is not None:
+                    self.stats.coalesced += 1
+                    if not value and old[1] and source in self._trigger_sources:
+                        return  # a press, then its release, in one frame: the press fires
+                self._latest[source] = (next(self._seq), value)
+            elif len(self._pending) >= self._max_pending:
                 self.stats.overflow += 1
-                return
-            self._pending.append((at, next(self._seq), source, value))
+            else:
+                self._pending.append((at, next(self._seq), source, value))
 
     # --- the render loop, once per frame ---
 
     def snapshot(self, t: float) -> Snapshot:
         """Apply every event due at or before show time `t`, and return the params as of `t`."""
         with self._lock:
+            latest, self._latest = self._latest, {}
             arrived, self._pending = self._pending, []
-        for at, seq, source, value in arrived:
-            heapq.heappush(self._future, (-math.inf if at is None else at, seq, source, value))
+        for event in arrived:
+            heapq.heappush(self._future, event)
         before = self._t
         now = t if before is None else max(t, before)  # show time never runs backwards here
-        due = []
+        due = [(now, seq, source, value) for source, (seq, value) in latest.items()]
+        scheduled = 0
         while self._future and self._future[0][0] <= t:
             at, seq, source, value = heapq.heappop(self._future)
-            late = at == -math.inf or (before is not None and at <= before)
+            late = before is not None and at <= before
             due.append((now if late else at, seq, source, value))
+            scheduled += 1
         due.sort()
+        if scheduled > MAX_DUE:
+            due = self._coalesce(due)
 
         fired: set[str] = set()
         for when, _, source, value in due:
-            routes = self._routes.get(source)
-            if not routes:
-                self.stats.unbound += 1
-                continue
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
-                self.stats.rejected += 1
-                continue
+            routes = self._routes.get(source, ())  # a live rebind may have dropped it since the post
             self._advance(when)
             for binding in routes:
                 self._apply(binding, source, value, fired)
@@ -309,6 +361,18 @@ class Bus:
         self.latest = snap  # one reference assignment: other threads see the old or the new snapshot
         return snap
 
+    def _coalesce(self, due: list) -> list:
+        """A flood of due events (time order) -> the newest per source, at its own time; a trigger source
+        keeps its newest press over a later release."""
+        keep: dict[str, tuple] = {}
+        for event in due:
+            old = keep.get(event[2])
+            if old is not None and not event[3] and old[3] and event[2] in self._trigger_sources:
+                continue
+            keep[event[2]] = event
+        self.stats.coalesced += len(due) - len(keep)
+        return sorted(keep.values())
+
     def _apply(self, binding: Binding, source: str, value: float | None, fired: set[str]) -> None:
         param, state = self._params[binding.target], self._state[binding.target]
         if param.trigger:
@@ -319,6 +383,8 @@ class Bus:
             return
         if value is None:
             state.claims.pop(source, None)
+        elif binding.takeover == "soft" and not self._picks_up(binding, source, value, param, state):
+            return  # soft takeover: the control has not reached the param's value yet; the param stays
         else:
             state.claims[source] = (binding.priority, next(self._order), binding.map(value, param))
         if state.claims:
@@ -328,6 +394,35 @@ class Bus:
             state.held_by = None  # nobody drives it: hold where it is
         if param.smoothing == 0:
             state.value = state.target
+
+    def _picks_up(self, binding: Binding, source: str, raw: float, param: Param, state: _State) -> bool:
+        """Soft takeover: True when the control holds the param already, is within two MIDI steps of where the
+        param's value puts it, or has crossed that point since its previous value."""
+        key = (source, binding.target)
+        before, self._soft[key] = self._soft.get(key), raw
+        if state.held_by == source:
+            return True
+        here = binding.unmap(state.target, param)  # where the control would sit for the param's value
+        if abs(raw - here) <= abs(binding.input[1] - binding.input[0]) / 64:
+            return True
+        return before is not None and (before - here) * (raw - here) <= 0
+
+    def rebind(self, source: str, bindings) -> None:
+        """Replace a source's bindings while the show runs (MIDI learn), from any thread: the rows are checked
+        first, then the routing table is swapped whole, so a reader sees the old table or the new one."""
+        for b in bindings:
+            if b.source != source:
+                raise ControlError(f"{b.where}: rebind {source}: the row's source is {b.source}")
+            b.check(self._params)
+        with self._lock:
+            routes = dict(self._routes)
+            if bindings:
+                routes[source] = list(bindings)
+            else:
+                routes.pop(source, None)
+            self._routes = routes
+            if any(self._params[b.target].trigger for b in bindings):
+                self._trigger_sources.add(source)
 
     def _advance(self, to: float) -> None:
         """Move smoothed params along their exponential approach from the state's time to `to`."""

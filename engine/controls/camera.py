@@ -145,6 +145,53 @@ def dominant_colour(bgr: np.ndarray, bins: int = 18) -> tuple[float, float, floa
     return hue, float(s[sel].mean() / 255.0), float(v[sel].mean() / 255.0)
 
 
+class FileFeed:
+    """A video file as the camera of a render: a pure function of show time, as audio and MIDI files are.
+    Called once per frame with non-decreasing `t`, it analyses every file frame up to floor(t x the file's
+    fps) in order (each at its own time in the file, as a camera at the file's rate would deliver them)
+    and posts the newest frame's features at `t`. At the end the file starts again (`loop`), or its
+    sources are released, as a live file's would be once lost."""
+
+    def __init__(self, path, loop: bool = True, analysis: CameraAnalysis | None = None):
+        self.path, self.loop = os.fspath(path), loop
+        self.analysis = analysis or CameraAnalysis()
+        self._cap = cv2.VideoCapture(self.path)
+        fps = self._cap.get(cv2.CAP_PROP_FPS) if self._cap.isOpened() else 0.0
+        if not fps or not 0 < fps <= 1000:
+            self._cap.release()
+            raise DeviceLost(f"camera.source {self.path}: cannot read it as a video with a frame rate")
+        self.fps = fps
+        self._seen = -1  # file frames analysed so far, counted across loops
+        self._features: dict[str, float] = {}
+        self._ended = False
+
+    def _read(self):
+        ok, frame = self._cap.read()
+        if (not ok or frame is None) and self.loop and self._seen >= 0:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read()
+        if not ok or frame is None:
+            return None
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
+
+    def __call__(self, bus, t: float) -> None:
+        if self._ended:
+            return
+        want = max(0, math.floor(t * self.fps + 1e-6))  # 1e-6: t = k / fps must not round down to k - 1
+        while self._seen < want:
+            frame = self._read()
+            if frame is None:
+                self._ended = True
+                self._cap.release()
+                for name in self._features:
+                    bus.release(f"camera:{name}", at=t)
+                return
+            self._seen += 1
+            self._features = self.analysis(frame, self._seen / self.fps)
+        for name, value in self._features.items():
+            bus.post(f"camera:{name}", value, at=t)
+
+
 def _is_file(source) -> bool:
     return isinstance(source, (str, os.PathLike)) and "://" not in str(source) and os.path.exists(source)
 
@@ -153,7 +200,9 @@ class Camera(Source):
     """A camera, video file or stream posting `camera:*` features. Never raises after `start()`.
 
     `source`: a device index, a file path or a URL. `loop`: a file starts again at its end instead of
-    being lost. `pace`: a file plays at its own frame rate (as a camera would deliver it); False reads it
+    being lost (without it, a file that ended stays lost: a reconnect does not play it again, but a new
+    file put at the path does). `pace`: a
+    file plays at its own frame rate (as a camera would deliver it); False reads it
     as fast as it decodes (tests). `mirror_width`: the width `latest_image()` is kept at (0: not kept).
     """
 
@@ -170,6 +219,8 @@ class Camera(Source):
         self._image: np.ndarray | None = None
         self._next_frame = 0.0
         self._period = 0.0
+        self._played = None  # without `loop`: the (inode, mtime) of the file that played to its end
+        self._playing = None  # the (inode, mtime) of the file open now
 
     def latest_image(self) -> np.ndarray | None:
         """The last frame read, downscaled to `mirror_width`, as (H, W, 3) RGB uint8; None before the first."""
@@ -180,6 +231,10 @@ class Camera(Source):
         if self.is_file:
             if not os.path.exists(src):
                 raise DeviceLost(f"{src}: no such file")
+            st = os.stat(src)
+            self._playing = (st.st_ino, st.st_mtime_ns)
+            if self._played == self._playing and not self.loop:  # a new file at the path plays
+                raise DeviceLost("end of file (loop = false: it is not played again)")
             src = os.fspath(src)
         cap = cv2.VideoCapture(src)
         if not cap.isOpened():
@@ -203,6 +258,8 @@ class Camera(Source):
                 ok, frame = self._cap.read()
             if not ok or frame is None:
                 self.reason = "end of file" if self.is_file else "read failed (unplugged?)"
+                if self.is_file and self._stats.reads > 0:
+                    self._played = self._playing
                 return False
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)

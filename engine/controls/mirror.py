@@ -1,6 +1,6 @@
 """Mirror mode: the camera's image as the frame's source, in place of the generator's or blended with it
-(`[camera] mirror`, live param `camera.mirror`), before the show's filters, so the visitor is dreamed or
-painted.
+(`[camera] mirror`, live param `camera.mirror`), at the show's work size after any super-resolution and before
+the other filters (engine/frame_path.py), so the visitor is dreamed or painted at full detail.
 
 A mirror source is a callable `t -> (H, W, 3) RGB uint8 or None` (None: no picture yet). Live, it is the
 `Camera` thread's `latest_image()` (engine/controls/camera.py), the same capture that feeds the `camera:*`
@@ -19,33 +19,41 @@ import torch
 from engine.errors import MasqueradeError
 
 
-def square(rgb: np.ndarray, side: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (side, side, 3) uint8: the centred square crop, resized (area filter down)."""
+def framed(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w, 3) uint8 -> (H, W, 3) uint8, size = (W, H): the centred crop of that aspect, resized (area
+    filter down, bicubic up)."""
     import cv2
 
     assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8, (rgb.shape, rgb.dtype)
+    W, H = size
     h, w = rgb.shape[:2]
-    s = min(h, w)
-    crop = rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    if s == side:
+    cw, ch = (w, max(1, round(w * H / W))) if w * H <= h * W else (max(1, round(h * W / H)), h)
+    crop = rgb[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+    if (cw, ch) == (W, H):
         return np.ascontiguousarray(crop)
-    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if s > side else cv2.INTER_LINEAR)
+    return cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA if cw > W else cv2.INTER_CUBIC)
 
 
-def picture(rgb: np.ndarray, side: int, device, flip: bool = False) -> torch.Tensor:
-    """A camera picture (H, W, 3) uint8 -> [1, 3, side, side] float32 in [0, 1] on `device`: the centred
-    square, flipped left-right with `flip` (as a mirror shows a visitor)."""
-    square_rgb = square(rgb, side)[:, ::-1] if flip else square(rgb, side)
-    return torch.from_numpy(square_rgb.copy()).to(device).permute(2, 0, 1)[None].float() / 255
+def square(rgb: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (side, side, 3) uint8: the centred square crop, resized."""
+    return framed(rgb, (side, side))
+
+
+def picture(rgb: np.ndarray, size: tuple[int, int], device, flip: bool = False) -> torch.Tensor:
+    """A camera picture (h, w, 3) uint8 -> [1, 3, H, W] float32 in [0, 1] on `device`, size = (W, H): the
+    centred crop of that aspect, flipped left-right with `flip` (as a mirror shows a visitor)."""
+    rgb = framed(rgb, size)
+    rgb = rgb[:, ::-1] if flip else rgb
+    return torch.from_numpy(rgb.copy()).to(device).permute(2, 0, 1)[None].float() / 255
 
 
 def apply(image: torch.Tensor, rgb: np.ndarray | None, amount: float, flip: bool = False) -> torch.Tensor:
-    """image [1, 3, R, R] in [0, 1] and a camera picture -> the picture squared to R, mixed in by `amount`
+    """image [1, 3, H, W] in [0, 1] and a camera picture -> the picture at H x W, mixed in by `amount`
     (1: the picture alone, exactly its pixels). No picture yet: the image as it is."""
     if rgb is None or amount <= 0:
         return image
-    cam = picture(rgb, image.shape[-1], image.device, flip).to(image.dtype)
-    return cam if amount >= 1 else torch.lerp(image, cam, float(amount))  # [1, 3, R, R]
+    cam = picture(rgb, (image.shape[-1], image.shape[-2]), image.device, flip).to(image.dtype)
+    return cam if amount >= 1 else torch.lerp(image, cam, float(amount))  # [1, 3, H, W]
 
 
 class VideoAtTime:

@@ -2,9 +2,17 @@
 
 OSC 1.0 (https://opensoundcontrol.stanford.edu/spec-1_0.html): a datagram holds a message (address, type
 tags, arguments) or a bundle (an NTP time tag, then sized elements that are messages or bundles). The
-receiver thread filters senders and floods, parses, and posts `("osc:" + address, value)` to the bus. It
-never touches the walk, never raises and never stops on bad input: anything odd is counted in `stats`
-(a `ReceiverStats` for the status page) and logged, at most once a second per kind.
+receiver thread filters senders, charges each sender's token bucket per message, parses, checks the values
+against the bindings and posts `("osc:" + address, value)` to the bus. It never touches the walk, never
+raises and never stops on bad input: anything odd is counted in `stats` (a `ReceiverStats` for the
+status page) and logged, at most once a second per kind.
+
+Who may send (docs/osc.md, "Security"): by default only this machine (the socket listens on 127.0.0.1).
+A show that opens the port to the network should set a shared `secret`: then every message from a sender
+off this machine must be signed, `sign()` below: two extra arguments, an int64 counter (the sender's Unix
+time in microseconds) and a 32-byte blob, HMAC-SHA256 (RFC 2104) of the message as encoded with the
+counter and without the blob. The counter must be within `MAX_SKEW` of this machine's clock and each
+signed message is accepted once, so a captured one cannot be replayed.
 
 Bundles are walked here, not by python-osc's `OscBundle`, which trusts element sizes: a negative size
 makes it loop forever. Messages are parsed by python-osc's `OscMessage` after a type-tag check.
@@ -12,6 +20,10 @@ makes it loop forever. Messages are parsed by python-osc's `OscMessage` after a 
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import heapq
+import hmac
 import ipaddress
 import logging
 import math
@@ -22,17 +34,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
 from engine.controls.bus import Bus, ControlError, Snapshot
 
 log = logging.getLogger("masquerade.osc")
 
-LOCAL_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+LOOPBACK = ("127.0.0.0/8", "::1/128")  # this machine: the default, and senders that need no signature
 BUNDLE = b"#bundle\x00"
 NTP_TO_UNIX = 2_208_988_800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 TYPE_TAGS = set("ifdhsbTFN")  # what python-osc parses without complaint and we can judge
 MAX_DEPTH = 8  # nested bundles
+MAC_SIZE = 32  # HMAC-SHA256
+MAX_SKEW = 30.0  # seconds a signed message's counter may be off this machine's clock
+MIN_SECRET = 16  # characters
 
 
 class Malformed(ValueError):
@@ -41,25 +57,35 @@ class Malformed(ValueError):
 
 @dataclass
 class ReceiverStats:
-    """Counters for a status page; `Receiver.stats` returns a copy."""
+    """Counters for a status page; `Receiver.stats` returns a copy. docs/osc.md lists them all."""
     packets: int = 0  # datagrams read from the socket
     posted: int = 0  # messages posted to the bus
     scheduled: int = 0  # of those, with a time tag (posted with a show time)
     disallowed: int = 0  # datagrams from senders outside the allowlist
-    rate_limited: int = 0  # datagrams over a sender's rate
+    rate_limited: int = 0  # messages over a sender's rate (a bundle is charged for each of its messages)
     malformed: int = 0  # datagrams that are not OSC (garbage, truncated, bad bundle)
-    bad_args: int = 0  # messages whose arguments are not one number, a boolean, or nothing
+    bad_args: int = 0  # messages whose arguments are not one number or a boolean (or nothing, for a button)
+    out_of_range: int = 0  # numbers far outside the binding's input range (2**63 for a 0..1 fader): refused
     too_far_ahead: int = 0  # messages scheduled further ahead than `max_ahead`
+    schedule_full: int = 0  # scheduled messages dropped because `max_scheduled` were already waiting
+    unauthenticated: int = 0  # with a secret: messages from the network without a valid signature
+    replayed: int = 0  # with a secret: signed messages seen before, or with a counter off the clock
     feedback_sent: int = 0
     feedback_errors: int = 0
     errors: int = 0  # unexpected failures handling one datagram (logged with a traceback)
 
 
-def parse(data: bytes) -> list[tuple[float | None, OscMessage]]:
-    """Datagram -> [(unix time or None for "immediately", message)]; raises Malformed."""
-    out: list[tuple[float | None, OscMessage]] = []
+def split(data: bytes) -> list[tuple[float | None, bytes]]:
+    """Datagram -> [(unix time or None for "immediately", one message's bytes)], without parsing the
+    messages (cheap: a rate limit can charge for them first); raises Malformed."""
+    out: list[tuple[float | None, bytes]] = []
     _walk(data, None, out, 0)
     return out
+
+
+def parse(data: bytes) -> list[tuple[float | None, OscMessage]]:
+    """Datagram -> [(unix time or None for "immediately", message)]; raises Malformed."""
+    return [(when, _message(body)) for when, body in split(data)]
 
 
 def _walk(data: bytes, when: float | None, out: list, depth: int) -> None:
@@ -77,7 +103,7 @@ def _walk(data: bytes, when: float | None, out: list, depth: int) -> None:
             _walk(data[i + 4:i + 4 + size], when, out, depth + 1)
             i += 4 + size
     elif data.startswith(b"/"):
-        out.append((when, _message(data)))
+        out.append((when, data))
     else:
         raise Malformed("neither an OSC message nor a bundle")
 
@@ -99,7 +125,8 @@ def _message(data: bytes) -> OscMessage:
 
 
 def value_of(params: list) -> float | None:
-    """A message's arguments -> the number to post (None: not a control value). No arguments is a press."""
+    """A message's arguments -> the number to post (None: not a control value). No arguments is a press
+    (the receiver accepts it only for sources bound to triggers)."""
     if not params:
         return 1.0
     if len(params) != 1:
@@ -110,6 +137,46 @@ def value_of(params: list) -> float | None:
     if isinstance(v, (int, float)) and math.isfinite(v):
         return float(v)
     return None
+
+
+def plausible(value: float, binding) -> bool:
+    """Within the binding's input range widened by its own width on each side: a fader that overshoots a
+    little is clamped as usual, 2**63 or 1e300 on a 0..1 fader is a mistake or an attack, not "the top"."""
+    lo, hi = sorted(binding.input)
+    width = hi - lo
+    return lo - width <= value <= hi + width
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+
+
+def sign(address: str, args, secret: str | bytes, counter: int | None = None) -> bytes:
+    """One signed OSC message for a receiver with `secret` (docs/osc.md): the arguments, then `counter`
+    (int64; default: now, in Unix microseconds), then the HMAC-SHA256 of the message up to there (blob)."""
+    builder = OscMessageBuilder(address)
+    for a in args:
+        builder.add_arg(a)
+    builder.add_arg(int(time.time() * 1e6) if counter is None else int(counter), "h")
+    mac = hmac.new(_key(secret), builder.build().dgram, hashlib.sha256).digest()
+    builder.add_arg(mac, "b")
+    return builder.build().dgram
+
+
+def _unsigned(data: bytes) -> tuple[bytes, bytes] | None:
+    """A signed message's bytes -> (the bytes its MAC covers, the MAC); None if it does not end in
+    `,...hb` with a 32-byte blob."""
+    end = data.find(b"\x00")
+    tags_at = (end // 4 + 1) * 4
+    tags_end = data.find(b"\x00", tags_at)
+    if end < 0 or tags_end < 0 or not data[tags_at:tags_end].endswith(b"hb"):
+        return None
+    if len(data) < 36 or int.from_bytes(data[-36:-32], "big") != MAC_SIZE:
+        return None
+    tags = data[tags_at:tags_end - 1]
+    args_at = (tags_end // 4 + 1) * 4
+    padded = tags + b"\x00" * (4 - len(tags) % 4)
+    return data[:tags_at] + padded + data[args_at:-36], data[-32:]
 
 
 def show_time_from_unix(show_time: Callable[[], float], now: Callable[[], float] = time.time):
@@ -127,11 +194,20 @@ def parse_address(text: str, where: str = "[osc] feedback") -> tuple[str, int]:
 
 
 class _Bucket:
-    """Token bucket: `rate` datagrams a second on average, bursts of up to `rate`."""
-    __slots__ = ("tokens", "last")
+    """Token bucket: `rate` messages a second on average, bursts of up to `burst` (default `rate`)."""
+    __slots__ = ("rate", "burst", "tokens", "last")
 
-    def __init__(self, rate: float, now: float):
-        self.tokens, self.last = rate, now
+    def __init__(self, rate: float, now: float, burst: float | None = None, tokens: float | None = None):
+        self.rate, self.burst = rate, rate if burst is None else burst
+        self.tokens, self.last = self.burst if tokens is None else tokens, now
+
+    def refill(self, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        return self.tokens
+
+
+QUIET = 10.0  # messages a second a sender may always send, whatever the others do (a cue desk, a fader)
 
 
 class Feedback:
@@ -174,30 +250,110 @@ class Feedback:
         self.client.close()
 
 
+MAX_PEERS = 16  # controllers [osc] echo remembers (the newest senders)
+
+
+class Echo:
+    """`[osc] echo`: a param changed from elsewhere is sent to every known controller on its own address (Open
+    Stage Control's convention), through the receiver's socket, to the address and port each controller sends
+    from, at most `per_second` times a second. Known controllers: the newest `MAX_PEERS` senders of a message
+    the receiver posted. The controller that moved an address last is not sent its own move back."""
+
+    def __init__(self, sock: socket.socket, per_second: float = 20.0):
+        self.sock, self.interval = sock, 1.0 / per_second
+        self.peers: collections.OrderedDict[tuple, None] = collections.OrderedDict()
+        self.mover: dict[str, tuple] = {}  # address -> the peer that sent it last
+        self._sent: dict[tuple, float] = {}  # (peer, address) -> the value it was sent (or sent us)
+        self._next = 0.0
+
+    def heard(self, peer: tuple, addresses: list[str]) -> None:
+        peer = tuple(peer[:2])
+        self.peers[peer] = None
+        self.peers.move_to_end(peer)
+        while len(self.peers) > MAX_PEERS:
+            gone, _ = self.peers.popitem(last=False)
+            self._sent = {k: v for k, v in self._sent.items() if k[0] != gone}
+        for address in addresses:
+            self.mover[address] = peer
+
+    def update(self, bus: Bus, snap: Snapshot | None, now: float) -> tuple[int, int]:
+        if snap is None or not self.peers or now < self._next:
+            return 0, 0
+        self._next = now + self.interval
+        sent = errors = 0
+        for b in bus.bindings:
+            param = bus.params[b.target]
+            if b.scheme != "osc" or param.trigger or b.target not in snap.targets:
+                continue
+            address, value = b.source[4:], b.unmap(snap.targets[b.target], param)
+            mover = self.mover.get(address) if snap.held_by.get(b.target) == b.source else None
+            for peer in self.peers:
+                key = (peer, address)
+                if peer == mover:
+                    self._sent[key] = value  # its fader is there already
+                    continue
+                if key in self._sent and abs(self._sent[key] - value) < 1e-6:
+                    continue
+                builder = OscMessageBuilder(address)
+                builder.add_arg(float(value), "f")
+                try:
+                    self.sock.sendto(builder.build().dgram, peer)
+                    self._sent[key] = value
+                    sent += 1
+                except OSError as e:  # the controller went away: try again next time
+                    log.debug("OSC echo of %s to %s failed: %s", address, peer, e)
+                    errors += 1
+        return sent, errors
+
+
 class Receiver:
     """A background thread that turns OSC datagrams into bus events. `start()` and `stop()` explicitly.
 
     `to_show_time` converts a bundle's time tag (Unix seconds) to show time; without it, time tags are
     ignored and every message applies at the next frame. `feedback=(host, port)` sends values back.
+    `secret`: senders outside `trusted` (by default this machine) must sign every message (`sign`).
     """
 
-    def __init__(self, bus: Bus, host: str = "0.0.0.0", port: int = 9000, allow=LOCAL_NETWORKS,
+    def __init__(self, bus: Bus, host: str = "127.0.0.1", port: int = 9000, allow=LOOPBACK,
                  max_per_second: float = 500, feedback: tuple[str, int] | None = None,
                  feedback_per_second: float = 20.0, to_show_time: Callable[[float], float] | None = None,
-                 max_ahead: float = 60.0):
+                 max_ahead: float = 60.0, max_scheduled: int = 1024, secret: str | bytes | None = None,
+                 trusted=LOOPBACK, max_total_per_second: float | None = None, names=None, echo: bool = False,
+                 commands=None):
         self.bus, self.host, self._port = bus, host, port
+        # address -> callable(address, value): engine commands that are no param (`/masq/learn/start`)
+        self.commands = dict(commands or {})
+        self._echo_on = bool(echo)
+        self.echo: Echo | None = None  # made by start() with `echo`: values back to every known controller
+        self._touched: list[str] = []  # addresses posted from the datagram being handled (for the echo)
+        # address -> {word: number}: a string argument names a number (`/masq/scene/go "drift"` is scene 2)
+        self.names = {a: dict(words) for a, words in (names or {}).items()}
         try:
             self.allow = tuple(ipaddress.ip_network(n, strict=False) for n in allow)
+            self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
         except ValueError as e:
             raise ControlError(f"[osc] allow: {e}") from None
-        if max_per_second <= 0:
-            raise ControlError(f"[osc] max_per_second must be positive, got {max_per_second}")
+        if max_total_per_second is None and isinstance(max_per_second, (int, float)):
+            max_total_per_second = 8 * max_per_second
+        for key, value in (("max_per_second", max_per_second), ("feedback_per_second", feedback_per_second),
+                           ("max_ahead", max_ahead), ("max_scheduled", max_scheduled),
+                           ("max_total_per_second", max_total_per_second)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ControlError(f"[osc] {key} must be a positive finite number, got {value!r}")
+        if secret is not None and len(secret) < MIN_SECRET:
+            raise ControlError(f"[osc] secret must be at least {MIN_SECRET} characters (a passphrase, not a PIN)")
         self.max_per_second, self.to_show_time, self.max_ahead = float(max_per_second), to_show_time, max_ahead
+        self.max_scheduled = int(max_scheduled)
+        self._key = _key(secret) if secret is not None else None
         self._feedback_to, self._feedback_per_second = feedback, feedback_per_second
         self.feedback: Feedback | None = None  # made by start(), closed by stop()
         self._stats = ReceiverStats()
-        self._buckets: dict[str, _Bucket] = {}
-        self._allowed: dict[str, bool] = {}
+        self._buckets: dict[str, tuple[_Bucket, _Bucket]] = {}  # sender -> (its rate, its quiet lane)
+        self._total = _Bucket(float(max_total_per_second), time.monotonic())  # all senders together
+        self._allowed: dict[str, tuple[bool, bool]] = {}  # host -> (allowed, trusted)
+        self._scheduled: list[float] = []  # heap: show times of the messages this receiver scheduled
+        self._seen: set[bytes] = set()  # MACs of signed messages accepted in the last 2 * MAX_SKEW
+        self._seen_order: collections.deque[tuple[float, bytes]] = collections.deque()
         self._last_warning: dict[str, float] = {}
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -227,6 +383,10 @@ class Receiver:
             sock.close()
             raise ControlError(f"[osc] cannot listen on {self.host}:{self._port}: {e.strerror or e}") from None
         sock.settimeout(0.02)  # how often the thread looks at the stop flag and the feedback clock
+        try:  # room for a burst, so a controller's packet is not lost behind a flood (the kernel caps it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        except OSError:
+            pass
         if self._feedback_to:
             try:
                 self.feedback = Feedback(*self._feedback_to, per_second=self._feedback_per_second)
@@ -234,10 +394,18 @@ class Receiver:
                 sock.close()
                 raise ControlError(f"[osc] feedback {self._feedback_to[0]}:{self._feedback_to[1]}: {e}") from None
         self._sock = sock
+        if self._echo_on:
+            self.echo = Echo(sock, self._feedback_per_second)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"osc-{self.port}", daemon=True)
         self._thread.start()
         log.info("listening for OSC on udp %s:%d (address space: docs/osc.md)", self.host, self.port)
+        if not _loopback(self.host) and all(net.is_loopback for net in self.allow):
+            log.warning("OSC listens on %s but [osc] allow admits this machine only: list the controllers' "
+                        "addresses in allow", self.host)
+        elif self._key is None and not _loopback(self.host):
+            log.warning("OSC on %s:%d trusts senders in [osc] allow by their source address alone, which anyone "
+                        "on the network can forge: set [osc] secret (docs/osc.md, Security)", self.host, self.port)
         return self
 
     def stop(self) -> None:
@@ -251,6 +419,7 @@ class Receiver:
         if self.feedback is not None:
             self.feedback.close()
             self.feedback = None
+        self.echo = None
 
     def __enter__(self) -> Receiver:
         return self.start()
@@ -259,7 +428,7 @@ class Receiver:
         self.stop()
 
     def _run(self) -> None:
-        feedback = self.feedback
+        feedback, echo = self.feedback, self.echo
         while not self._stop.is_set():
             try:
                 data, sender = self._sock.recvfrom(65536)
@@ -272,76 +441,160 @@ class Receiver:
                 continue
             now = time.monotonic()
             if data is not None:
+                self._touched = []
                 try:
                     self._handle(data, sender[0], now)
                 except Exception:  # a bug must not silence the controls for the rest of the show
                     self._stats.errors += 1
                     log.exception("OSC: failed to handle a packet from %s", sender[0])
-            if feedback is not None:
-                sent, errors = feedback.update(self.bus, self.bus.latest, now)
-                self._stats.feedback_sent += sent
-                self._stats.feedback_errors += errors
+                if echo is not None and self._touched:
+                    echo.heard(sender, self._touched)
+            for out in (feedback, echo):
+                if out is not None:
+                    sent, errors = out.update(self.bus, self.bus.latest, now)
+                    self._stats.feedback_sent += sent
+                    self._stats.feedback_errors += errors
 
     def _handle(self, data: bytes, host: str, now: float) -> None:
         s = self._stats
         s.packets += 1
-        if not self._is_allowed(host):
+        allowed, trusted = self._sender(host)
+        if not allowed:
             s.disallowed += 1
             self._warn("disallowed", "OSC: ignoring %s, which is outside [osc] allow", host)
             return
-        if not self._take_token(host, now):
+        if not self._take_tokens(host, now, 1, take=False):  # a flood is dropped before it costs a parse
             s.rate_limited += 1
-            self._warn("rate", "OSC: %s sends more than %g packets/s; dropping the excess", host,
-                       self.max_per_second)
+            self._warn("rate", "OSC: %s sends more than %g messages/s (or all senders more than %g); dropping "
+                       "the excess", host, self.max_per_second, self._total.rate)
             return
         try:
-            messages = parse(data)
+            bodies = split(data)
         except Malformed as e:
             s.malformed += 1
             self._warn("malformed", "OSC: malformed packet from %s (%d bytes): %s", host, len(data), e)
             return
-        for unix, msg in messages:
-            value = value_of(msg.params)
+        if not self._take_tokens(host, now, len(bodies)):
+            s.rate_limited += len(bodies)
+            self._warn("rate", "OSC: %s sends more than %g messages/s (or all senders more than %g); dropping "
+                       "the excess", host, self.max_per_second, self._total.rate)
+            return
+        for unix, body in bodies:
+            try:
+                msg = _message(body)
+            except Malformed as e:
+                s.malformed += 1
+                self._warn("malformed", "OSC: malformed message from %s: %s", host, e)
+                continue
+            params = msg.params
+            if self._key is not None and (not trusted or _unsigned(body) is not None):
+                params = self._authentic(body, params, host, now)
+                if params is None:
+                    continue
+            self._post(msg.address, params, unix, host)
+
+    def _authentic(self, body: bytes, params: list, host: str, now: float) -> list | None:
+        """A signed message's arguments without the counter and the MAC; None (counted) if it is unsigned,
+        forged, stale or a replay."""
+        s, signed = self._stats, _unsigned(body)
+        if signed is None or not hmac.compare_digest(
+                signed[1], hmac.new(self._key, signed[0], hashlib.sha256).digest()):
+            s.unauthenticated += 1
+            self._warn("auth", "OSC: %s sent a message without a valid signature ([osc] secret); ignored", host)
+            return None
+        counter, mac = params[-2], signed[1]
+        while self._seen_order and now - self._seen_order[0][0] > 2 * MAX_SKEW:
+            self._seen.discard(self._seen_order.popleft()[1])
+        if mac in self._seen or abs(counter / 1e6 - time.time()) > MAX_SKEW:
+            s.replayed += 1
+            self._warn("replay", "OSC: %s sent a signed message seen before or off this clock by more than "
+                       "%g s; ignored", host, MAX_SKEW)
+            return None
+        self._seen.add(mac)
+        self._seen_order.append((now, mac))
+        return params[:-2]
+
+    def _post(self, address: str, params: list, unix: float | None, host: str) -> None:
+        s, source = self._stats, "osc:" + address
+        command = self.commands.get(address)
+        if command is not None:  # an engine command (MIDI learn on / off): no param, never recorded
+            value = value_of(params)
             if value is None:
                 s.bad_args += 1
-                self._warn("args", "OSC: %s %r from %s: expected one number, a boolean or nothing", msg.address,
-                           msg.params, host)
-                continue
-            at = None
-            if unix is not None and self.to_show_time is not None:
-                at = self.to_show_time(unix)
-                ahead = at - self.to_show_time(time.time())
-                if ahead > self.max_ahead:  # a wrong clock on the sender: it would sit in the queue for ever
-                    s.too_far_ahead += 1
-                    self._warn("ahead", "OSC: %s scheduled %.0f s ahead; dropped", msg.address, ahead)
-                    continue
-                s.scheduled += 1
-            self.bus.post("osc:" + msg.address, value, at=at)
+                self._warn("args", "OSC: %s %r from %s: expected one number, a boolean, or nothing", address,
+                           params, host)
+                return
+            command(address, value)
             s.posted += 1
+            return
+        routes = self.bus.routes(source)
+        words = self.names.get(address)
+        value = words.get(params[0]) if words and len(params) == 1 and isinstance(params[0], str) \
+            else value_of(params)
+        if value is None or (not params and not all(self.bus.params[b.target].trigger for b in routes)):
+            s.bad_args += 1  # no argument is a press: a button's, never a fader's top
+            self._warn("args", "OSC: %s %r from %s: expected one number, a boolean, or nothing for a button",
+                       address, params, host)
+            return
+        if not all(plausible(value, b) for b in routes):
+            s.out_of_range += 1
+            self._warn("range", "OSC: %s %r from %s is far outside its input range; refused", address, value, host)
+            return
+        at = None
+        if unix is not None and self.to_show_time is not None:
+            at, current = self.to_show_time(unix), self.to_show_time(time.time())
+            if at - current > self.max_ahead:  # a wrong clock on the sender: it would sit in the queue for ever
+                s.too_far_ahead += 1
+                self._warn("ahead", "OSC: %s scheduled %.0f s ahead; dropped", address, at - current)
+                return
+            while self._scheduled and self._scheduled[0] <= current:
+                heapq.heappop(self._scheduled)
+            if len(self._scheduled) >= self.max_scheduled:
+                s.schedule_full += 1
+                self._warn("schedule", "OSC: %d messages already wait for their time; %s from %s dropped",
+                           len(self._scheduled), address, host)
+                return
+            heapq.heappush(self._scheduled, at)
+            s.scheduled += 1
+        self.bus.post(source, value, at=at)
+        s.posted += 1
+        self._touched.append(address)
 
-    def _is_allowed(self, host: str) -> bool:
-        allowed = self._allowed.get(host)
-        if allowed is None:
+    def is_allowed(self, host: str) -> bool:
+        return self._sender(host)[0]
+
+    def _sender(self, host: str) -> tuple[bool, bool]:
+        """(on the allowlist, trusted without a signature) for a sender's address."""
+        known = self._allowed.get(host)
+        if known is None:
             ip = ipaddress.ip_address(host.split("%")[0])  # drop an IPv6 scope id
             if ip.version == 6 and ip.ipv4_mapped:
                 ip = ip.ipv4_mapped
-            allowed = any(ip in net for net in self.allow)
+            known = (any(ip in net for net in self.allow), any(ip in net for net in self.trusted))
             if len(self._allowed) > 4096:
                 self._allowed.clear()
-            self._allowed[host] = allowed
-        return allowed
+            self._allowed[host] = known
+        return known
 
-    def _take_token(self, host: str, now: float) -> bool:
-        bucket = self._buckets.get(host)
-        if bucket is None:
+    def _take_tokens(self, host: str, now: float, n: int, take: bool = True) -> bool:
+        """Charge `n` messages: the sender's own rate, and either the total of all senders or, when a
+        flood from elsewhere has spent that, the sender's quiet lane (`QUIET` a second): a light sender
+        such as a cue desk gets through a flood from any number of other addresses."""
+        buckets = self._buckets.get(host)
+        if buckets is None:
             if len(self._buckets) > 4096:
                 self._buckets.clear()
-            bucket = self._buckets[host] = _Bucket(self.max_per_second, now)
-        bucket.tokens = min(self.max_per_second, bucket.tokens + (now - bucket.last) * self.max_per_second)
-        bucket.last = now
-        if bucket.tokens < 1:
+            buckets = self._buckets[host] = (_Bucket(self.max_per_second, now),
+                                             _Bucket(QUIET, now, tokens=1.0))  # new addresses cost a flood
+        own, quiet = buckets
+        if own.refill(now) < n:
             return False
-        bucket.tokens -= 1
+        lane = self._total if self._total.refill(now) >= n else quiet
+        if lane is quiet and quiet.refill(now) < n:
+            return False
+        if take:
+            own.tokens -= n
+            lane.tokens -= n
         return True
 
     def _warn(self, kind: str, message: str, *args) -> None:
@@ -350,3 +603,10 @@ class Receiver:
         if now - self._last_warning.get(kind, -math.inf) >= 1.0:
             self._last_warning[kind] = now
             log.warning(message, *args)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

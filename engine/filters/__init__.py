@@ -15,6 +15,7 @@ FILTERS: dict[str, str] = {
     "deepdream": "engine.filters.deepdream:DeepDream",
     "style": "engine.filters.style:StyleTransfer",
     "cyclegan": "engine.filters.cyclegan:CycleGAN",
+    "pix2pix": "engine.filters.pix2pix:Pix2Pix",
     "superres-compact": "engine.filters.sr_compact:SRVGGNetCompact",
     "superres-rrdb": "engine.filters.sr_rrdb:RRDBNet",
     "superres-srgan": "engine.filters.sr_srgan:Generator",

@@ -1,5 +1,5 @@
-"""What the image-to-image filters (`style`, `cyclegan`) share: reading a weights file, naming the
-network it holds, running a network on any frame size, and temporal stabilisation.
+"""What the image-to-image filters (`style`, `cyclegan`, `pix2pix`) share: reading a weights file,
+naming the network it holds, running a network on any frame size, and temporal stabilisation.
 
 Stabilisation: a feed-forward style network answers tiny input changes (a GAN walk moves a little
 every frame) with visibly different brush strokes, so the output flickers. `stabilise` blends each
@@ -73,6 +73,11 @@ def identify(state: dict[str, torch.Tensor]) -> str | None:
     if config is not None:
         return (f"a CycleGAN/pix2pix ResnetGenerator ({config['blocks']} blocks, ngf {config['ngf']}, "
                 f"{config['norm']} norm)")
+    from engine.filters.pix2pix import UnetGenerator, describe
+
+    config = UnetGenerator.config_from_state_dict(state)
+    if config is not None:
+        return f"a pix2pix UnetGenerator ({describe(config)}; kind = \"pix2pix\")"
     found = detect(state)
     if found is not None:
         return f"{found[0]} (x{found[1]['scale']} super-resolution)"

@@ -15,6 +15,9 @@ ARCHITECTURES: dict[str, str] = {
     "stylegan2": "engine.generators.stylegan2:Generator",
     "tconv-stack": "engine.generators.tconv_stack:Generator",
     "stylegan3": "engine.generators.stylegan3:Generator",
+    "biggan": "engine.generators.biggan:Generator",
+    "lightweight-gan": "engine.generators.lightweight_gan:Generator",
+    "lucidrains-stylegan2": "engine.generators.lucidrains_stylegan2:Generator",
 }
 
 

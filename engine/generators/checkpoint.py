@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine import generators
 from engine.errors import MasqueradeError
+from engine.generators import limits
 
 FORMAT_VERSION = "1"
 
@@ -87,7 +87,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Modul
     """Rebuild the module named in the file's metadata and load its weights, in eval mode."""
     card = read_card(path)
     try:
-        module = generators.create(card.architecture, **card.config)
+        module = limits.create(card.architecture, card.config, card.path)  # refused from the config when too large
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{card.path}: cannot build {card.architecture!r} from its config: {e}") from None
     try:

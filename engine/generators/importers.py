@@ -8,7 +8,8 @@ Formats are told apart by their bytes, never by the file name:
                 rebuilds tensors and plain containers and refuses every other global (only
                 `argparse.Namespace`, the `args` rosinality's train.py saves, is added: a plain attribute
                 bag). Inside: a rosinality checkpoint (`g_ema`, `latent_avg`) or a DCGAN-style state dict.
-  pickle        NVlabs StyleGAN2-ADA `.pkl`, read by `nvlabs_pickle`'s restricted unpickler.
+  pickle        NVlabs StyleGAN2-ADA `.pkl`, read by `nvlabs_pickle`'s restricted unpickler; a pickle whose
+                first class is `dnnlib.tflib.network.Network` is TensorFlow-era StyleGAN2 (`tf_pickle`).
 Every loader returns the module (eval mode, CPU) and a `ModelCard` whose provenance names the source
 file, its format and its sha256; `import_model` saves that as our `.safetensors` (`checkpoint.save`).
 """
@@ -28,8 +29,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from engine import generators
-from engine.generators import checkpoint
+from engine.generators import checkpoint, limits, pickle_guard
 from engine.generators.checkpoint import CheckpointError, ModelCard
 
 TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # pickle of 0x1950a86a20f9469cfc6c
@@ -41,7 +41,16 @@ FORMATS = {  # what `source_format` says
     "nvlabs": "NVlabs StyleGAN2-ADA / StyleGAN3 pickle",
     "rosinality": "rosinality stylegan2-pytorch checkpoint",
     "dcgan": "DCGAN-style state dict",
+    "biggan": "pytorch-pretrained-biggan BigGAN-deep (config.json + pytorch_model.bin)",
+    "lightweight-gan": "lucidrains lightweight-gan checkpoint",
+    "lucidrains-stylegan2": "lucidrains stylegan2-pytorch checkpoint",
+    "tf-stylegan2": "TensorFlow StyleGAN2 / StyleGAN2-ADA pickle",
 }
+
+
+def known_formats() -> str:
+    """The formats read here, for the message that says a file is none of them (docs/models.md has more)."""
+    return "; ".join(FORMATS.values()) + " (see docs/models.md)"
 
 
 class UnknownFormatError(CheckpointError):
@@ -89,19 +98,21 @@ def sniff(path: Path) -> str:
             return "safetensors"
     if head[:1] and head[:1] in PICKLE_STARTS:
         return "pickle"
-    raise UnknownFormatError(f"{path}: unknown model format (not safetensors, a torch checkpoint or an NVlabs "
-                             "pickle)" if size else f"{path}: empty file")
+    raise UnknownFormatError(f"{path}: unknown model format; known: {known_formats()}" if size
+                             else f"{path}: empty file")
 
 
 def read_torch(path: Path):
     """`torch.load(weights_only=True)`, with errors named after the file and on one line."""
+    pickle_guard.check_torch_file(path)  # torch's reader bounds neither nesting nor shared references
     try:
         allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
         with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f"names {found.group(1)}" if found else "holds objects other than tensors and plain containers"
+        what = (f"names {pickle_guard.quote(found.group(1))}" if found
+                else "holds objects other than tensors and plain containers")
         raise UnsafeCheckpointError(f"{path}: refused: the checkpoint {what}; loading it the ordinary way could "
                                     "run code (only tensors and plain containers are read)") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
@@ -115,7 +126,7 @@ def _card(path: Path, module: torch.nn.Module, architecture: str, provenance: di
 
 def _build(path: Path, architecture: str, config: dict, state: dict[str, torch.Tensor]) -> torch.nn.Module:
     try:
-        module = generators.create(architecture, **config)
+        module = limits.create(architecture, config, path)  # refused from the config when too large
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot build {architecture!r}: {one_line(e)}") from None
     try:
@@ -128,8 +139,14 @@ def _build(path: Path, architecture: str, config: dict, state: dict[str, torch.T
 def from_state(path: Path, obj) -> tuple[torch.nn.Module, str, dict, str]:
     """(module, architecture, provenance notes, format key) for what a torch checkpoint or a bare
     safetensors file held."""
-    from engine.generators import dcgan_import, rosinality
+    from engine.generators import biggan, dcgan_import, lucidrains, rosinality
 
+    if biggan.is_biggan_state(obj):  # the package's layout; its config.json lies beside the file
+        g, notes = biggan.build(obj, path)
+        return g, "biggan", notes, "biggan"
+    if (found := lucidrains.recognise(obj)) is not None:  # {'GAN': state dict} of lightweight-gan or stylegan2-pytorch
+        g, architecture, notes, fmt = lucidrains.build(obj, found, str(path))
+        return g, architecture, notes, fmt
     if isinstance(obj, dict) and (entry := rosinality.pick_entry(obj)) is not None:
         g, notes = rosinality.build(obj[entry], obj.get("latent_avg"), str(path))
         return g, "stylegan2", {"entry": entry, **notes}, "rosinality"
@@ -152,11 +169,35 @@ def from_state(path: Path, obj) -> tuple[torch.nn.Module, str, dict, str]:
 def load(path: str | Path) -> Loaded:
     """Any supported file -> Loaded(module in eval mode on the CPU, card, format, container)."""
     path = Path(path)
+    if path.is_dir():  # a pytorch-pretrained-biggan folder: config.json + pytorch_model.bin
+        from engine.generators import biggan
+
+        try:
+            _, weights = biggan.files(path)
+        except CheckpointError as e:
+            raise type(e)(one_line(e)) from None
+        path = weights
     container = sniff(path)
     try:
-        return _load(path, container)
-    except CheckpointError as e:
-        raise type(e)(one_line(e)) from None  # the command line prints one line
+        _refuse_a_discriminator(path, container)
+        loaded = _load(path, container)
+    except CheckpointError as e:  # the command line prints one line, quoting at most a little of the file
+        raise type(e)(pickle_guard.quote(e, len(str(path)) + 300)) from None
+    if not hasattr(loaded.module, "z_dim"):  # a generator: anything with z_dim, resolution and __call__
+        raise CheckpointError(f"{path} holds a {loaded.card.architecture} network, not a generator")
+    return loaded
+
+
+def _refuse_a_discriminator(path: Path, container: str) -> None:
+    """Our discriminator files (beside the generators `masquerade train` writes) named where a generator is
+    wanted: said so, from the metadata, before anything is built."""
+    architecture = ""
+    if container == "safetensors":
+        with contextlib.suppress(CheckpointError):  # not ours: the safetensors reader says what is wrong
+            architecture = checkpoint.read_card(path).architecture
+    if "discriminator" in architecture:
+        raise CheckpointError(f"{path} holds a discriminator ({architecture}), not a generator: name the "
+                              "generator's file")
 
 
 def _load(path: Path, container: str) -> Loaded:
@@ -164,12 +205,17 @@ def _load(path: Path, container: str) -> Loaded:
         return {"source_file": path.name, "source_sha256": sha256(path)}
 
     if container == "pickle":
+        # nesting, shared references, size, before any reader unpickles it (a damaged pickle that is not
+        # recognisably TensorFlow's would go to the NVlabs reader: named as that)
+        pickle_guard.check_file(path, "NVlabs pickle")
+        from engine.generators import tf_pickle
         from engine.generators.nvlabs_pickle import load_nvlabs_pickle
 
-        module, card = load_nvlabs_pickle(path)
-        card.provenance = {**source(), "source_format": card.provenance.get("source", FORMATS["nvlabs"]),
+        fmt = "tf-stylegan2" if tf_pickle.is_tf_pickle(path) else "nvlabs"  # its first class says which
+        module, card = tf_pickle.load_tf_pickle(path) if fmt == "tf-stylegan2" else load_nvlabs_pickle(path)
+        card.provenance = {**source(), "source_format": card.provenance.get("source", FORMATS[fmt]),
                            **card.provenance}
-        return Loaded(module, card, "nvlabs", container)
+        return Loaded(module, card, fmt, container)
     if container == "safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -224,6 +270,17 @@ def describe(loaded: Loaded) -> str:
         "parameters": f"{sum(p.numel() for p in m.parameters()):,}",
     }
     lines = [str(card.path)] + [f"  {k:<13} {v}" for k, v in summary.items()]
+    names = getattr(m, "class_names", None)  # BigGAN: ImageNet's, for style.class and walk.classes
+    if names:
+        lines.append(f"  {'classes':<13} {len(names)}: the number for style.class / walk.classes, then its name")
+        row = "   "
+        for i, name in enumerate(names):
+            item = f" {i} {name};"
+            if len(row) + len(item) > 100:
+                lines.append(row)
+                row = "   "
+            row += item
+        lines.append(row)
     for key, value in card.config.items():
         if key in summary or key == "img_resolution":
             continue

@@ -33,7 +33,7 @@ import torch
 import torch._utils
 from torch import nn
 
-from engine import generators
+from engine.generators import limits, pickle_guard, stylegan2_config
 from engine.generators.checkpoint import CheckpointError, ModelCard
 
 PERSISTENT_HOOK = ("torch_utils.persistence", "_reconstruct_persistent_obj")
@@ -87,6 +87,7 @@ def _persistent_record(meta) -> PersistentRecord:
 def _storage_from_bytes(data: bytes):
     # torch pickles a storage as `torch.storage._load_from_bytes(<legacy torch.save bytes>)`; torch's own
     # weights-only reader parses those bytes without running code
+    pickle_guard.check_torch_legacy(io.BytesIO(data), "a tensor storage in the pickle", len(data))  # it unpickles too
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
@@ -160,9 +161,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         if found is None and module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             found = getattr(torch, name)
         if found is None:
-            hint = " (a TensorFlow-era pickle: convert it with NVlabs' legacy.py first)" if module.startswith(
+            hint = " (a TensorFlow-era pickle: `masquerade models import` reads those)" if module.startswith(
                 "dnnlib.tflib") else ""
-            raise UnsafePickleError(f"refused global {module}.{name}: not a tensor, container or NVlabs network "
+            raise UnsafePickleError(f"refused global {pickle_guard.quote(f'{module}.{name}')}: not a tensor, "
+                                    f"container or NVlabs network "
                                     f"record, and loading it could run code{hint}")
         return found
 
@@ -175,6 +177,10 @@ def read_pickle(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise NVlabsPickleError(f"{path}: no such file")
+    try:
+        pickle_guard.check_file(path, "NVlabs pickle")  # nesting, shared references, size: before unpickling
+    except pickle_guard.DamagedPickleError as e:
+        raise NVlabsPickleError(str(e)) from None
     try:
         with open(path, "rb") as f:
             data = RestrictedUnpickler(f).load()
@@ -241,27 +247,60 @@ def load_nvlabs_pickle(path: str | Path, which: str = "G_ema") -> tuple[nn.Modul
     if not isinstance(record, PersistentRecord):
         raise NVlabsPickleError(f"{path}: {which!r} is {type(record).__name__}, not an NVlabs network")
     if record.class_name != "Generator":
-        raise NVlabsPickleError(f"{path}: {which!r} is an NVlabs {record.class_name}, not a Generator")
+        found = pickle_guard.quote(record.class_name, 40)
+        if "discriminator" in found.lower():
+            raise NVlabsPickleError(f"{path}: {which!r} holds a discriminator (NVlabs {found}), not a generator")
+        raise NVlabsPickleError(f"{path}: {which!r} is an NVlabs {found}, not a Generator")
     architecture = architecture_of(record)
     name = ARCHITECTURE_NAMES[architecture]
-    config = generator_config(record)
+    config, flat = generator_config(record), False
     try:
-        module = generators.create(architecture, **config)
+        if architecture == "stylegan2":
+            config, flat = stylegan2_config.nest_flat_kwargs(config)
+            config = with_recorded_clamp(record, config)
+            stylegan2_config.check(config)
+        module = limits.create(architecture, config, path)  # refused from the config when too large
     except (TypeError, ValueError, KeyError) as e:
-        raise NVlabsPickleError(f"{path}: cannot build a {name} generator from {which!r}'s kwargs "
-                                f"{config}: {e}") from None
+        raise NVlabsPickleError(f"{path}: cannot build a {name} generator from {which!r}'s kwargs: {e} "
+                                f"(kwargs {config})") from None  # the reason first: long lines are cut
     try:
         module.load_state_dict(state_dict_of(record), strict=True)
     except RuntimeError as e:
         raise NVlabsPickleError(f"{path}: {which!r}'s weights do not fit {name}: {e}") from None
     provenance = {"source": SOURCES[architecture], "file": path.name, "entry": which,
                   "entries": sorted(map(str, data))}
+    if flat:
+        provenance["layout"] = "NVlabs stylegan3 repository's networks_stylegan2 (flat synthesis kwargs)"
     training_set = data.get("training_set_kwargs")
     if isinstance(training_set, dict):
         provenance["training_set_kwargs"] = _plain(training_set)
     card = ModelCard(path, architecture, module.config, provenance,
                      sum(p.numel() for p in module.parameters()))
     return module.eval().requires_grad_(False), card
+
+
+def with_recorded_clamp(record: PersistentRecord, config: dict) -> dict:
+    """The config with the `conv_clamp` that the synthesis layers themselves hold (NVlabs keeps it as a
+    module attribute, and that is what its forward uses), so a default that differs between NVlabs'
+    repositories cannot change the image. Unchanged when no layer records one."""
+    clamps = {repr(c): c for c in _layer_clamps(record)}
+    if len(clamps) > 1:
+        raise ValueError(f"its synthesis layers hold different conv_clamp values ({', '.join(sorted(clamps))})")
+    synthesis = dict(config.get("synthesis_kwargs") or {})
+    if clamps and synthesis.get("conv_clamp") != (clamp := next(iter(clamps.values()))):
+        config = {**config, "synthesis_kwargs": {**synthesis, "conv_clamp": clamp}}
+    return config
+
+
+def _layer_clamps(record: PersistentRecord, depth: int = 0) -> list:
+    if depth > 8:  # Generator > synthesis > block > layer: deeper is not a StyleGAN2
+        return []
+    found = [_plain(record.state["conv_clamp"])] if record.class_name in ("SynthesisLayer", "ToRGBLayer") \
+        and "conv_clamp" in record.state else []
+    for sub in record.modules.values():
+        if isinstance(sub, PersistentRecord):
+            found += _layer_clamps(sub, depth + 1)
+    return found
 
 
 def _plain(value):

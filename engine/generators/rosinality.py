@@ -34,7 +34,7 @@ import re
 
 import torch
 
-from engine.generators import stylegan2
+from engine.generators import limits, stylegan2
 from engine.generators.checkpoint import CheckpointError
 
 FORMAT = "rosinality stylegan2-pytorch checkpoint"
@@ -163,7 +163,7 @@ def build(state: dict[str, torch.Tensor], latent_avg: torch.Tensor | None, where
     """The converted generator (eval mode, CPU) and provenance notes (how w_avg was obtained)."""
     config, weights, note = convert_state(state, latent_avg, where)
     try:
-        g = stylegan2.Generator(**config)
+        g = limits.create("stylegan2", config, where)  # refused from the config when too large
     except (TypeError, ValueError) as e:
         raise RosinalityError(f"{where}: cannot build StyleGAN2 from {config}: {e}") from None
     own = g.state_dict()

@@ -8,6 +8,12 @@
   demodulation), which dominate at small resolutions; `cuda_graphs` (compile mode "reduce-overhead")
   also removes the per-kernel launch cost, the main cost of batch-1 frames on a GPU.
 
+These are options on top of the default path: with autograd off, StyleGAN2/3 layers already run their
+inference kernels (`stylegan2.modulated_conv2d_inference`, `stylegan3.filtered_lrelu_inference`: fused or
+per-sample modulation by layer shape, channels-last on the CPU, in-place epilogues, polyphase resampling),
+the same image as the reference ops to 1e-5 (issue 20). bf16 stays opt-in: without AMX it is slower on a
+CPU and moves pixels by more than 1/255.
+
 `accelerate` wraps the module's own `forward` / `render` in place, so the styler, the pipeline and the
 tests call it exactly as before. `bench/generators.py` measures each option against the eager fp32
 module in one run; docs/performance.md keeps the figures.

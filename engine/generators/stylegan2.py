@@ -146,6 +146,124 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return y.reshape(b, o, *y.shape[2:])
 
 
+# ---------------------------------------------------------------- inference kernels
+# Without autograd the layers run these instead of the reference ops above: the same function to float
+# rounding (tests/test_speed.py holds them to 1e-5 of the reference), in fewer passes over memory. The
+# demodulation comes from the squared weights summed per input channel, so the per-sample kernels are
+# made in one pass; the activation gain rides on the demodulation scale (leaky ReLU is positively
+# homogeneous); bias and noise are added in place; a plain convolution's bias is added by the convolution.
+# On the CPU the activations are kept channels-last (NHWC), the layout oneDNN computes in, so no layer
+# reorders its input and output. Measured in docs/performance.md (issue 20).
+
+_SLOPES = {"linear": 1.0, "relu": 0.0, "lrelu": 0.2}  # activations f with f(g x) = g f(x) for g > 0
+
+
+def demodulation(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """1 / |weight * style| per output channel: weight [O, I, k, k], styles [B, I] -> [B, O]. Equals the
+    reference's sum over the modulated kernel, without making it: sum_ik (w s)^2 = s^2 . sum_k w^2."""
+    return (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+
+
+def fused_is_faster(batch: int, weight: torch.Tensor, height: int, width: int) -> bool:
+    """Grouped ("fused": one kernel per sample, made by scaling the weights) or shared-kernel ("non-fused":
+    the input scaled per channel, one plain convolution, the output scaled) modulated convolution. Fused
+    touches batch * O * I * k * k weights, non-fused batch * I * H * W inputs; at batch > 1 a grouped
+    convolution is also slower than one plain batched convolution (bench/peers.py, docs/performance.md)."""
+    o, _, kh, kw = weight.shape
+    return batch == 1 and o * kh * kw < height * width
+
+
+def separable_taps(f: torch.Tensor) -> torch.Tensor | None:
+    """The 1-D taps a with f = outer(a, a), or None when the 2-D filter f is not such a product."""
+    if f.ndim == 1:
+        return f
+    a = f.sum(dim=0)
+    return a if f.shape[0] == f.shape[1] and torch.allclose(torch.outer(a, a), f, rtol=1e-6, atol=1e-9) else None
+
+
+def fir_same(x: torch.Tensor, f: torch.Tensor, pad: Sequence[int], gain: float = 1.0) -> torch.Tensor:
+    """`upfirdn2d(x, f, pad=pad, gain=gain)` (no resampling), separable filters as two 1-D passes and
+    symmetric padding done by the convolution itself."""
+    c = x.shape[1]
+    a = separable_taps(f)
+    if a is None:
+        return upfirdn2d(x, f, pad=pad, gain=gain)
+    k = (a * gain**0.5).flip(0).to(x.dtype)
+    taps = k.numel()
+    x0, x1, y0, y1 = pad
+    if x0 == x1 >= 0:
+        x = F.conv2d(x, k.view(1, 1, 1, taps).expand(c, 1, 1, taps), padding=(0, x0), groups=c)
+    else:
+        x = F.conv2d(F.pad(x, [x0, x1, 0, 0]), k.view(1, 1, 1, taps).expand(c, 1, 1, taps), groups=c)
+    if y0 == y1 >= 0:
+        return F.conv2d(x, k.view(1, 1, taps, 1).expand(c, 1, taps, 1), padding=(y0, 0), groups=c)
+    return F.conv2d(F.pad(x, [0, 0, y0, y1]), k.view(1, 1, taps, 1).expand(c, 1, taps, 1), groups=c)
+
+
+def modulated_conv2d_inference(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, scale: torch.Tensor,
+                               bias: torch.Tensor | None = None, up: int = 1, padding: int = 0,
+                               resample_filter: torch.Tensor | None = None,
+                               fused: bool | None = None) -> torch.Tensor:
+    """`modulated_conv2d` with the demodulation (or any positive per-output factor) given as `scale`,
+    plus a bias: x [B, I, H, W], weight [O, I, k, k], styles [B, I], scale [B, O], bias [O] ->
+    scale * conv(x, weight * styles) + bias, [B, O, H*up, W*up]. `fused` None: `fused_is_faster`."""
+    b, i, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    if fused is None:
+        fused = fused_is_faster(b, weight, h, w)
+    if fused:
+        if x.is_contiguous(memory_format=torch.channels_last) and up == 1:  # made in the layout the convolution reads
+            wb = (weight.permute(0, 2, 3, 1)[None] * (scale[:, :, None] * styles[:, None, :])[:, :, None, None, :]
+                  ).permute(0, 1, 4, 2, 3)  # [B, O, I, k, k], stored [B, O, k, k, I]
+        else:
+            wb = weight[None] * (scale[:, :, None] * styles[:, None, :])[:, :, :, None, None]  # [B, O, I, k, k]
+        if up == 1:
+            y = F.conv2d(x.reshape(1, b * i, h, w) if b > 1 else x, wb.reshape(b * o, i, kh, kw),
+                         None if bias is None else bias.repeat(b), padding=padding, groups=b)
+            return y.reshape(b, o, *y.shape[2:]) if b > 1 else y
+        y = _conv2d_up_inference(x.reshape(1, b * i, h, w) if b > 1 else x, wb.reshape(b * o, i, kh, kw),
+                                 resample_filter, up, padding, groups=b)
+        y = y.reshape(b, o, *y.shape[2:]) if b > 1 else y
+    else:
+        y = _conv2d_up_inference(x * styles[:, :, None, None], weight, resample_filter, up, padding, groups=1)
+        y.mul_(scale[:, :, None, None])
+    return y if bias is None else y.add_(bias[:, None, None])
+
+
+def _conv2d_up_inference(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor | None, up: int, padding: int,
+                         groups: int) -> torch.Tensor:
+    """`conv2d_up`, its low-pass filter separable and its padding inside the convolutions."""
+    if up == 1:
+        return F.conv2d(x, weight, padding=padding, groups=groups)
+    o_total, i, kh, kw = weight.shape
+    w_t = weight.reshape(groups, o_total // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, -1, kh, kw)
+    x = F.conv_transpose2d(x, w_t, stride=up, groups=groups)
+    taps = f.shape[-1]
+    p0 = padding + (taps + up - 1) // 2 - (kw - 1)
+    p1 = padding + (taps - up) // 2 - (kw - up)
+    return fir_same(x, f, (p0, p1, p0, p1), gain=up**2)
+
+
+def upsample2d_inference(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    """`upsample2d` as one transposed depthwise convolution: no zeros inserted, no padding copied."""
+    c, taps = x.shape[1], f.shape[-1]
+    if f.ndim == 1:
+        f = torch.outer(f, f)
+    full = F.conv_transpose2d(x, (f * up**2).to(x.dtype)[None, None].expand(c, 1, taps, taps), stride=up, groups=c)
+    start = taps - 1 - (taps + up - 1) // 2  # the reference pads (taps + up - 1) // 2 before its convolution
+    return full[:, :, start:start + x.shape[2] * up, start:start + x.shape[3] * up]
+
+
+def activate_(x: torch.Tensor, activation: str, clamp: float | None) -> torch.Tensor:
+    """In place: a positively homogeneous activation (its gain already applied), then the clamp."""
+    slope = _SLOPES[activation]
+    if slope == 0:
+        x = x.relu_()
+    elif slope != 1:
+        x = F.leaky_relu_(x, slope)
+    return x.clamp_(-clamp, clamp) if clamp is not None else x
+
+
 class FullyConnectedLayer(nn.Module):
     """Linear layer with equalized learning rate (ProGAN): weights are stored as N(0, 1) / lr_multiplier
     and scaled at run time, so Adam's step is the same for every layer; lr_multiplier slows the mapping."""
@@ -277,12 +395,26 @@ class SynthesisLayer(nn.Module):
             noise = self.noise_const * self.noise_strength
         if noise is not None and self.noise_gain != 1.0:
             noise = noise * self.noise_gain
+        if not torch.is_grad_enabled() and self.activation in _SLOPES and self.act_gain * gain > 0:
+            return self._forward_inference(x, w, noise, gain)
         x = modulated_conv2d(x, self.weight, self.affine(w), up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter)
         if noise is not None:
             x = x + noise
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias, self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+    def _forward_inference(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None,
+                           gain: float) -> torch.Tensor:
+        """The same as `forward` with autograd off, in fewer passes (see the inference kernels above)."""
+        g = self.act_gain * gain
+        styles = self.affine(w)
+        x = modulated_conv2d_inference(x, self.weight, styles, demodulation(self.weight, styles) * g,
+                                       self.bias * g, up=self.up, padding=self.padding,
+                                       resample_filter=self.resample_filter)
+        if noise is not None:
+            x = x.add_(noise * g)
+        return activate_(x, self.activation, self.conv_clamp * gain if self.conv_clamp is not None else None)
 
 
 class ToRGBLayer(nn.Module):
@@ -298,6 +430,11 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # [B, I, R, R] -> [B, C, R, R]
+        if not torch.is_grad_enabled():
+            styles = self.affine(w) * self.weight_gain
+            x = modulated_conv2d_inference(x, self.weight, styles, styles.new_ones(x.shape[0], self.weight.shape[0]),
+                                           self.bias, padding=self.weight.shape[-1] // 2, fused=True)
+            return x.clamp_(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
         x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False,
                              padding=self.weight.shape[-1] // 2)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
@@ -343,7 +480,10 @@ class SynthesisBlock(nn.Module):
         ws [B, num_conv + num_torgb, w_dim] -> x [B, O, R, R], img [B, C, R, R] or None."""
         w = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
-            x = self.conv1(self.const[None].repeat(ws.shape[0], 1, 1, 1), next(w), noise_mode)
+            x = self.const[None].repeat(ws.shape[0], 1, 1, 1)
+            if not torch.is_grad_enabled() and x.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's own layout: no reorders per layer
+            x = self.conv1(x, next(w), noise_mode)
         elif self.architecture == "resnet":
             shortcut = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, next(w), noise_mode)
@@ -352,10 +492,11 @@ class SynthesisBlock(nn.Module):
             x = self.conv0(x, next(w), noise_mode)
             x = self.conv1(x, next(w), noise_mode)
         if img is not None:
-            img = upsample2d(img, self.resample_filter)
+            img = upsample2d(img, self.resample_filter) if torch.is_grad_enabled() else \
+                upsample2d_inference(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w))
-            img = y if img is None else img + y
+            img = y if img is None else (img + y if torch.is_grad_enabled() else img.add_(y))
         return x, img
 
 

@@ -38,7 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generators import stylegan2
-from engine.generators.stylegan2 import NOISE_MODES, FullyConnectedLayer, MappingNetwork, modulated_conv2d, zero_insert
+from engine.generators.stylegan2 import (
+    NOISE_MODES,
+    FullyConnectedLayer,
+    MappingNetwork,
+    demodulation,
+    modulated_conv2d,
+    modulated_conv2d_inference,
+    zero_insert,
+)
 
 MAPPING_DEFAULTS = {"num_layers": 2, "lr_multiplier": 0.01, "w_avg_beta": 0.998}
 
@@ -146,6 +154,7 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | 
                    slope: float = 0.2, clamp: float | None = None) -> torch.Tensor:
     """The alias-free nonlinearity (§3.2): add the bias, upsample by `up` through the low-pass fu, apply the
     leaky ReLU times gain and clamp at the higher rate, low-pass with fd and keep every `down`-th sample.
+    The reference way, which autograd runs; inference takes `filtered_lrelu_inference` (same numbers).
     x [B, C, H, W] -> [B, C, (H*up + y0 + y1 - len(fu) - len(fd) + 2 + down - 1) // down, ...]."""
     if b is not None:
         x = x + b.reshape(1, -1, 1, 1).to(x.dtype)
@@ -156,6 +165,52 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | 
         x = x * gain
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
+    return upfirdn2d(x, fd, down=down)
+
+
+def _up_axis(x: torch.Tensor, f: torch.Tensor, dim: int, up: int, pad0: int, pad1: int, gain: float) -> torch.Tensor:
+    """`_fir_axis` with down = 1, polyphase: each of the `up` output phases is a short convolution of the
+    input itself (taps f[r], f[r + up], ...), so no zeros are inserted and none are multiplied. The phases
+    interleave into the full convolution, which the padding then crops or extends with zeros."""
+    b, c, h, w = x.shape
+    length, taps = x.shape[dim], f.numel()
+    per_phase = -(-taps // up)
+    h_taps = F.pad(f * gain, [0, per_phase * up - taps]).to(x.dtype)
+    phases = h_taps.view(per_phase, up).t().flip(1)  # [up, per_phase]: phase r correlates with f[r::up] reversed
+    if dim == -1:
+        kernel = phases.reshape(up, 1, 1, per_phase).repeat(c, 1, 1, 1)  # [C * up, 1, 1, per_phase]
+        y = F.conv2d(x, kernel, padding=(0, per_phase - 1), groups=c)  # [B, C * up, H, L + per_phase - 1]
+        y = y.reshape(b, c, up, h, -1).permute(0, 1, 3, 4, 2).reshape(b, c, h, -1)
+    else:
+        kernel = phases.reshape(up, 1, per_phase, 1).repeat(c, 1, 1, 1)
+        y = F.conv2d(x, kernel, padding=(per_phase - 1, 0), groups=c)
+        y = y.reshape(b, c, up, -1, w).permute(0, 1, 3, 2, 4).reshape(b, c, -1, w)
+    # the full convolution's sample t is the reference's output t - (taps - 1 - pad0)
+    start, out_len, full = taps - 1 - pad0, length * up + pad0 + pad1 - taps + 1, y.shape[dim]
+    crop = [-start, start + out_len - full]
+    return F.pad(y, crop if dim == -1 else [0, 0, *crop])
+
+
+def filtered_lrelu_inference(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | None,
+                             b: torch.Tensor | None, up: int = 1, down: int = 1,
+                             padding: Sequence[int] = (0, 0, 0, 0), gain: float = math.sqrt(2), slope: float = 0.2,
+                             clamp: float | None = None) -> torch.Tensor:
+    """`filtered_lrelu` as one pass each way: polyphase up-sampling (short convolutions of the input,
+    `_up_axis`), the nonlinearity and clamp in place at the high rate, and the down-sampling filter run
+    only at the kept samples (a strided convolution). Same numbers to float rounding."""
+    if fu is None or fu.ndim != 1 or up == 1:  # no up-sampling, or a 2-D up filter: the reference's way
+        return filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp)
+    if b is not None:
+        x = x + b.reshape(1, -1, 1, 1).to(x.dtype)
+    g = float(up)  # gain up**2 split over the two axes
+    x = _up_axis(x, fu, -1, up, padding[0], padding[1], g)
+    x = _up_axis(x, fu, -2, up, padding[2], padding[3], g)
+    if slope != 1:
+        x = F.leaky_relu_(x, slope)
+    if gain != 1:
+        x = x.mul_(gain)
+    if clamp is not None:
+        x = x.clamp_(-clamp, clamp)
     return upfirdn2d(x, fd, down=down)
 
 
@@ -314,6 +369,8 @@ class SynthesisLayer(nn.Module):
         else:  # demodulation normalises anyway; pre-scaling keeps the products in range (fp16 in training)
             weight = weight * weight.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
             styles = styles * styles.square().mean(dim=1, keepdim=True).rsqrt()
+        if not torch.is_grad_enabled():
+            return self._forward_inference(x, weight, styles)
         x = modulated_conv2d(x * self.magnitude_ema.rsqrt(), weight, styles, demodulate=not self.is_torgb,
                              padding=self.conv_kernel - 1)  # a full convolution: the size grows by k - 1
         if self.is_torgb:
@@ -321,6 +378,18 @@ class SynthesisLayer(nn.Module):
                                   clamp=self.conv_clamp)
         return filtered_lrelu(x, self.up_filter, self.down_filter, self.bias, up=self.up, down=self.down,
                               padding=self.padding, gain=math.sqrt(2), slope=0.2, clamp=self.conv_clamp)
+
+    def _forward_inference(self, x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """`forward` without autograd: the input's 1 / RMS and the demodulation scale the output of one
+        convolution, the bias rides in it, and the filtered leaky ReLU is `filtered_lrelu_inference`."""
+        scale = self.magnitude_ema.rsqrt().expand(x.shape[0], weight.shape[0])
+        if not self.is_torgb:
+            scale = demodulation(weight, styles) * scale
+        x = modulated_conv2d_inference(x, weight, styles, scale, self.bias, padding=self.conv_kernel - 1)
+        if self.is_torgb:
+            return filtered_lrelu(x, None, None, None, padding=self.padding, gain=1, slope=1, clamp=self.conv_clamp)
+        return filtered_lrelu_inference(x, self.up_filter, self.down_filter, None, up=self.up, down=self.down,
+                                        padding=self.padding, gain=math.sqrt(2), slope=0.2, clamp=self.conv_clamp)
 
 
 def _ratio(high: float, low: float) -> int:

@@ -11,6 +11,7 @@ The window is not here: it presents the GL framebuffer directly and lives in `en
 
 from __future__ import annotations
 
+import errno
 import inspect
 from pathlib import Path
 
@@ -86,9 +87,25 @@ def open_sink(kind: str, args: dict, size: tuple[int, int], fps: float):
     return cls(**args, **{k: v for k, v in given.items() if k in params})
 
 
-def for_path(path: str | Path, fps: float):
-    """A file sink chosen by the output path: a video by its suffix, else a folder of PNGs."""
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p, where a file in the way says so (not "File exists")."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of this folder", e.filename) from None
+
+
+def for_path(path: str | Path, fps: float, size: tuple[int, int] | None = None):
+    """A file sink chosen by the output path: a video by its suffix (of `size`, when known: checked and
+    opened now), else a folder of PNGs. Either writes beside the name and takes it only when closed."""
     path = Path(path)
-    if path.suffix.lower() in (".mp4", ".mkv", ".mov"):
-        return create("video", path=path, fps=fps)
+    if is_video(path):
+        return create("video", path=path, fps=fps, size=size)
     return create("images", folder=path)

@@ -43,8 +43,13 @@ class Feed:
         changed afterwards: the sink's thread reads it later."""
         if self.error is not None:
             return
-        if self.lossless:
-            self.queue.put((rgb, tick))
+        if self.lossless:  # wait for room, but not on a sink whose thread has ended (it failed meanwhile)
+            while self.thread.is_alive():
+                try:
+                    self.queue.put((rgb, tick), timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
             return
         while True:
             try:
@@ -72,8 +77,12 @@ class Feed:
             log.error("%s stopped, the show goes on without it: %s", self.name, e)
         finally:
             try:
-                self.sink.close()
+                if self.error is not None and hasattr(self.sink, "interrupt"):
+                    self.sink.interrupt(keep=False)  # a file that failed half-way is not given its name
+                else:
+                    self.sink.close()
             except Exception as e:  # noqa: BLE001
+                self.error = self.error or e
                 log.error("%s did not close cleanly: %s", self.name, e)
 
     def close(self, timeout: float | None = None) -> Report:

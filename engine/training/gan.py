@@ -1,10 +1,14 @@
-"""GAN training on a folder of images: DCGAN or a small StyleGAN2 from scratch, or fine-tuning any
-generator the project loads, with the tricks that make a few thousand images and two CPU cores enough.
+"""GAN training on a folder of images: DCGAN, a small StyleGAN2 or a lightweight-gan (FastGAN) from scratch,
+or fine-tuning any generator the project loads, with the tricks that make a few thousand images and two CPU
+cores enough.
 
 - non-saturating logistic loss (Goodfellow et al. 2014); DCGAN's discriminator has spectral norm
   (Miyato et al. 2018, arXiv:1802.05957), folded into plain weights when saved; StyleGAN2's has the
   R1 penalty (Mescheder et al. 2018), lazily every 16 steps, and optionally path-length
   regularisation of G (Karras et al. 2020, arXiv:1912.04958 §3.2), lazily every 4;
+- lightweight-gan (FastGAN, Liu et al. 2021, arXiv:2101.04775): hinge loss (Lim & Ye 2017), a spectral-norm
+  FastGAN discriminator (engine.training.fastgan_discriminator) with its self-supervised reconstruction
+  decoder (L2 to the input it saw, weight `recon`);
 - augmentation of both real and fake before D: DiffAugment (engine.training.augment) or ADA with its
   adaptive probability (engine.training.ada);
 - an exponential moving average of the generator (Karras et al. 2018), which is what ships;
@@ -61,7 +65,7 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     dataset_name: str = ""
     licence: str = ""
-    arch: str = ""  # dcgan | stylegan2; empty: the `init` model file's own, else dcgan
+    arch: str = ""  # dcgan | stylegan2 | lightweight-gan; empty: the `init` model file's own, else dcgan
     init: str = ""  # a model file to fine-tune from (anything engine.generators.importers reads)
     kimg: float = 0.0  # > 0: train until this many thousand real images were shown (overrides `steps`)
     snapshot_kimg: float = 0.0  # > 0: a snapshot every this many kimg (overrides `snapshot_every`)
@@ -71,12 +75,17 @@ class TrainConfig:
     r1_gamma: float = -1.0  # < 0: auto (none for DCGAN, which has spectral norm; 2e-4 R^2 / batch for StyleGAN2)
     pl_weight: float = 0.0  # StyleGAN2 path-length regularisation (NVlabs: 2); 0 is off
     mapping_layers: int = 2  # a fresh StyleGAN2's mapping network (the paper's: 8)
+    loss: str = "auto"  # logistic (non-saturating) | hinge; auto: hinge for lightweight-gan, else logistic
+    recon: float = 1.0  # lightweight-gan: weight of D's reconstruction loss (0: the decoder is not trained)
+    snapshot_minutes: float = 0.0  # > 0: also a snapshot whenever this many minutes passed since the last
 
     def __post_init__(self):
         if self.arch and self.arch not in nets.ARCHS:
             raise ValueError(f"arch must be one of {', '.join(nets.ARCHS)}, got {self.arch!r}")
         if self.augment not in ("auto", "diffaugment", "ada", "none"):
             raise ValueError(f"augment must be auto, diffaugment, ada or none, got {self.augment!r}")
+        if self.loss not in ("auto", "logistic", "hinge"):
+            raise ValueError(f"loss must be auto, logistic or hinge, got {self.loss!r}")
 
     @property
     def total_steps(self) -> int:
@@ -143,7 +152,7 @@ class Trainer:
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())  # one GPU per process
         self.G.to(self.device)
         self.D.to(self.device)
-        if self.arch == "dcgan":
+        if self.arch in ("dcgan", "lightweight-gan"):
             for m in self.D.modules():
                 if isinstance(m, nn.Conv2d):
                     spectral_norm(m)
@@ -157,7 +166,7 @@ class Trainer:
         distributed.broadcast_module(self.D)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         sg2 = self.arch == "stylegan2"
-        lr = cfg.lr or (2.5e-3 if sg2 else 2e-4)
+        lr = cfg.lr or (2.5e-3 if sg2 else 2e-4)  # FastGAN's is DCGAN's
         beta1 = 0.0 if sg2 else 0.5
         self.r1_gamma = cfg.r1_gamma if cfg.r1_gamma >= 0 else (2e-4 * self.resolution**2 / cfg.batch if sg2 else 0.0)
         self.r1_interval, self.pl_interval = 16, 4
@@ -168,6 +177,7 @@ class Trainer:
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr * c_d, betas=(beta1**c_d, 0.99**c_d))
         augment = cfg.augment if cfg.augment != "auto" else ("ada" if sg2 else "diffaugment")
         self.augment_name = augment
+        self.loss = cfg.loss if cfg.loss != "auto" else ("hinge" if self.arch == "lightweight-gan" else "logistic")
         self.ada = AdaptiveAugment(cfg.ada_target, cfg.ada_kimg) if augment == "ada" else None
         self.pl_mean = torch.zeros([], device=self.device)
         self.step = 0
@@ -222,9 +232,19 @@ class Trainer:
             fake = nets.generate(self.arch, self.G, z)
         do_r1 = self.r1_gamma > 0 and self.step % self.r1_interval == 0
         real_in = real.detach().requires_grad_(do_r1)
-        d_real = self.D(self.augment(real_in))
-        d_fake = self.D(self.augment(fake))
-        loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        real_aug = self.augment(real_in)
+        d_real, recon = self.discriminate(real_aug)
+        d_fake, _ = self.discriminate(self.augment(fake))
+        if self.loss == "hinge":
+            loss_D = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        else:
+            loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        if recon is not None and cfg.recon > 0:  # FastGAN's self-supervision: D describes what it saw
+            from engine.training.fastgan_discriminator import reconstruction_target
+
+            rec = F.mse_loss(recon, reconstruction_target(real_aug.detach(), recon))
+            loss_D = loss_D + rec * cfg.recon
+            stats["recon"] = rec.item()
         if do_r1:
             (grad,) = torch.autograd.grad(d_real.sum(), real_in, create_graph=True)
             r1 = grad.square().sum(dim=[1, 2, 3]).mean()
@@ -242,7 +262,8 @@ class Trainer:
         # generator: make D call fakes real (+ path length, lazily)
         self.D.requires_grad_(False)
         z = torch.randn(b, self.z_dim).to(dev)
-        loss_G = F.softplus(-self.D(self.augment(nets.generate(self.arch, self.G, z)))).mean()
+        d_gen = self.discriminate(self.augment(nets.generate(self.arch, self.G, z)), reconstruct=False)[0]
+        loss_G = -d_gen.mean() if self.loss == "hinge" else F.softplus(-d_gen).mean()
         if sg2 and cfg.pl_weight > 0 and self.step % self.pl_interval == 0:
             pl = self.path_length_penalty(max(1, b // 2))
             loss_G = loss_G + pl * cfg.pl_weight * self.pl_interval
@@ -267,6 +288,13 @@ class Trainer:
                 stats["r_t"] = round(self.ada.r_t, 4)
         return stats
 
+    def discriminate(self, x: torch.Tensor, reconstruct: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, 3, R, R] -> (logits [B] or FastGAN's patch logits [B, P], its reconstruction or None)."""
+        if self.arch == "lightweight-gan":
+            logits, recon = self.D.run(x)
+            return logits, recon if reconstruct else None
+        return self.D(x), None
+
     def path_length_penalty(self, b: int) -> torch.Tensor:
         """(|J_w^T y| - a)^2: the image's change per unit step in w, held constant (Karras et al. 2020 §3.2)."""
         ws = self.G.mapping(torch.randn(b, self.z_dim).to(self.device))  # [B, num_ws, w_dim]
@@ -281,6 +309,10 @@ class Trainer:
         cfg = self.cfg
         trainer = ("engine.training.gan (non-saturating loss, spectral-norm D, DiffAugment, EMA G)"
                    if self.arch == "dcgan" and self.augment_name == "diffaugment" and not cfg.init else
+                   f"engine.training.gan (lightweight-gan, {self.loss} loss, spectral-norm FastGAN D"
+                   + (f" with reconstruction decoder (L2, weight {cfg.recon:g})" if cfg.recon > 0 else "")
+                   + f", augment {self.augment_name}, EMA G" + (", fine-tuned" if cfg.init else "") + ")"
+                   if self.arch == "lightweight-gan" else
                    f"engine.training.gan ({self.arch}, non-saturating loss, "
                    + ("spectral-norm D" if self.arch == "dcgan" else f"R1 gamma {self.r1_gamma:g}")
                    + (f", path length {cfg.pl_weight:g}" if self.arch == "stylegan2" and cfg.pl_weight else "")
@@ -299,6 +331,16 @@ class Trainer:
 
     def plain_discriminator(self) -> nn.Module:
         """D with spectral norm folded into its weights (eval mode: no power iteration is spent)."""
+        if self.arch == "lightweight-gan":  # (a deep copy would share, and lose, the parametrised class)
+            plain = nets.TRAINING_ONLY_D[nets.D_ARCH[self.arch]](**self.D.config)
+            source = dict(self.D.eval().named_modules())
+            with torch.no_grad():
+                for name, m in plain.named_modules():
+                    if isinstance(m, nn.Conv2d):
+                        m.weight.copy_(source[name].weight)
+                        m.bias.copy_(source[name].bias)
+            self.D.train()
+            return plain.eval().requires_grad_(False)
         if self.arch != "dcgan":
             return copy.deepcopy(self.D).eval().requires_grad_(False)
         plain = generators.create("dcgan-discriminator", **self.D.config)
@@ -359,7 +401,7 @@ class Trainer:
         total, every = self.cfg.total_steps, self.cfg.snapshot_steps
         bar = tqdm(total=total, initial=self.step, disable=not progress, unit="step")
         last = None
-        t0 = time.perf_counter()
+        t0 = last_time = time.perf_counter()
         while self.step < total:
             stats = self.train_step()
             stats["seconds"] = round(time.perf_counter() - t0, 1)
@@ -369,7 +411,10 @@ class Trainer:
             if "ada_p" in stats:
                 post["p"] = f"{stats['ada_p']:.3f}"
             bar.set_postfix(post)
-            if self.step % every == 0 or self.step == total:
+            minutes = (time.perf_counter() - last_time) / 60
+            overdue = 0 < self.cfg.snapshot_minutes <= minutes
+            if self.step % every == 0 or self.step == total or overdue:
                 last = self.snapshot()
+                last_time = time.perf_counter()
         bar.close()
         return last or self.snapshot()

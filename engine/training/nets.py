@@ -21,17 +21,21 @@ from torch import nn
 from engine import generators
 from engine.generators import checkpoint
 from engine.generators.checkpoint import CheckpointError
+from engine.training.fastgan_discriminator import Discriminator as FastGANDiscriminator
 from engine.training.sg2_discriminator import Discriminator as SG2Discriminator
 
 log = logging.getLogger(__name__)
 
-ARCHS = ("dcgan", "stylegan2")
-D_ARCH = {"dcgan": "dcgan-discriminator", "stylegan2": "stylegan2-discriminator"}
+ARCHS = ("dcgan", "stylegan2", "lightweight-gan")
+D_ARCH = {"dcgan": "dcgan-discriminator", "stylegan2": "stylegan2-discriminator",
+          "lightweight-gan": "lightweight-gan-discriminator"}
+TRAINING_ONLY_D = {"stylegan2-discriminator": SG2Discriminator,  # ours, trained here; not in the live registry
+                   "lightweight-gan-discriminator": FastGANDiscriminator}
 
 
 @dataclass
 class Nets:
-    arch: str  # the generator's registry name: dcgan or stylegan2
+    arch: str  # the generator's registry name: one of ARCHS
     G: nn.Module  # in training mode, requires grad
     D: nn.Module
     resolution: int
@@ -50,14 +54,25 @@ def fresh(arch: str, resolution: int, z_dim: int, g_channels: int, d_channels: i
                               synthesis_kwargs={"channel_base": g_channels * resolution,
                                                 "channel_max": g_channels * 8})
         D = fresh_discriminator("stylegan2", resolution, d_channels)
+    elif arch == "lightweight-gan":  # FastGAN; no attention layers (they cost a CPU more than they give)
+        G = generators.create("lightweight-gan", latent_dim=z_dim, image_size=resolution,
+                              channels=lightweight_widths(resolution, g_channels))
+        D = fresh_discriminator(arch, resolution, d_channels)
     else:
         raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
     return G, D
 
 
+def lightweight_widths(resolution: int, g_channels: int) -> list[int]:
+    """The lightweight-gan layers' widths, 8 px .. R px: g_channels at R, doubling per halving, at most 8x."""
+    return [min(g_channels * resolution // 2**k, g_channels * 8) for k in range(3, resolution.bit_length())]
+
+
 def fresh_discriminator(arch: str, resolution: int, d_channels: int) -> nn.Module:
     if arch == "dcgan":
         return generators.create("dcgan-discriminator", resolution=resolution, base_channels=d_channels)
+    if arch == "lightweight-gan":
+        return FastGANDiscriminator(resolution=resolution, channels=d_channels, channel_max=d_channels * 8)
     return SG2Discriminator(resolution=resolution, channel_base=d_channels * resolution, channel_max=d_channels * 8)
 
 
@@ -71,12 +86,12 @@ def discriminator_beside(model: Path) -> Path | None:
 def load_discriminator(path: str | Path) -> tuple[nn.Module, str]:
     """A discriminator model file -> (module in eval mode, architecture name)."""
     card = checkpoint.read_card(path)
-    if card.architecture == "stylegan2-discriminator":  # ours, trained here; not in the live registry
+    if card.architecture in TRAINING_ONLY_D:
         try:
-            module = SG2Discriminator(**card.config)
+            module = TRAINING_ONLY_D[card.architecture](**card.config)
             module.load_state_dict(load_file(str(path)))
         except (TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: not a usable stylegan2 discriminator: {e}") from None
+            raise CheckpointError(f"{path}: not a usable {card.architecture}: {e}") from None
         return module.eval(), card.architecture
     module, card = checkpoint.load(path)
     return module, card.architecture
@@ -118,7 +133,10 @@ def from_model(path: str | Path, arch: str | None, d_channels: int) -> Nets:
 
 def generate(arch: str, G: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """What the discriminator sees while training: z [B, z_dim] -> [B, 3, R, R], about [0, 1]. StyleGAN2
-    draws fresh noise and is not clamped (a clamp would cut the gradient at the extremes)."""
+    draws fresh noise; neither it nor lightweight-gan is clamped (a clamp would cut the gradient at the
+    extremes)."""
     if arch == "stylegan2":
         return (G.synthesis(G.mapping(z), noise_mode="random")[:, :3] + 1) * 0.5
+    if arch == "lightweight-gan":
+        return G.synthesize(z)[:, :3]
     return G(z)

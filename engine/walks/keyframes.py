@@ -4,6 +4,10 @@ Slerp (Shoemake 1985; White 2016, "Sampling Generative Networks", arXiv:1609.044
 interpolants at the norm a Gaussian latent expects, where a straight line would pass through the
 low-norm middle that GANs render as grey mush. The last keyframe leads back to the first, so the walk
 never ends and never jumps.
+
+Class walks (class-conditional models such as BigGAN): `classes = [207, 980, ...]` pairs keyframe k with
+class `classes[k]`; between keyframes the class vector moves from one class's one-hot to the next's with the
+same eased fraction as z (`classes_at`), so a (class, z) pair blends into the next one.
 """
 
 from __future__ import annotations
@@ -31,8 +35,19 @@ def slerp(a: torch.Tensor, b: torch.Tensor, u: float) -> torch.Tensor:
 
 
 class KeyframeLoop:
-    def __init__(self, z_dim: int, seed: int = 0, keyframes: int = 8, seconds_per_keyframe: float = 4.0,
-                 speed: float = 1.0, easing: str = "smooth"):
+    def __init__(self, z_dim: int, seed: int = 0, keyframes: int | None = None, seconds_per_keyframe: float = 4.0,
+                 speed: float = 1.0, easing: str = "smooth", classes: list[int] | None = None):
+        if classes is not None:
+            if not isinstance(classes, list | tuple) or len(classes) < 2:
+                raise ValueError(f"{NAME}: option classes must be a list of at least 2 class numbers, got {classes!r}")
+            for k in classes:
+                _check.integer(NAME, "classes", k, minimum=0)
+            if keyframes is not None and keyframes != len(classes):
+                raise ValueError(f"{NAME}: option classes has {len(classes)} entries, one per keyframe, but "
+                                 f"keyframes = {keyframes}")
+            keyframes = len(classes)
+        keyframes = 8 if keyframes is None else keyframes
+        self.classes = list(classes) if classes is not None else None  # class of each keyframe, or None
         _check.integer(NAME, "keyframes", keyframes, minimum=2)
         _check.number(NAME, "seconds_per_keyframe", seconds_per_keyframe, above=0)
         _check.number(NAME, "speed", speed, minimum=0)
@@ -68,3 +83,11 @@ class KeyframeLoop:
         k, u = self.position(tick.t)
         z = slerp(self.keys[k], self.keys[(k + 1) % len(self.keys)], u)
         return z[None]  # [1, z_dim]
+
+    def classes_at(self, tick: Tick) -> list[tuple[int, float]] | None:
+        """(class, weight) pairs at this tick: the two keyframes' classes, weighted as step() weights their z;
+        None without classes."""
+        if self.classes is None:
+            return None
+        k, u = self.position(tick.t)
+        return [(self.classes[k], 1.0 - u), (self.classes[(k + 1) % len(self.classes)], u)]

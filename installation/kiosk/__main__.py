@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m installation.kios
     if args.check:
         problems = 0
         for show in dict.fromkeys([*site.shows(), site.safe_show]):
-            why = check_show(show)
+            why = check_show(show, site.watchdog.validate_seconds, site.watchdog.validate_memory_mb)
             print(f"{'ok ' if why is None else 'BAD'} {show}{'' if why is None else ': ' + why}")
             problems += why is not None
         return 2 if problems else 0

@@ -39,6 +39,8 @@ class Watchdog:
     failures_before_safe: int = 3  # consecutive failures before the safe show plays
     safe_retry_minutes: float = 10.0  # in safe mode, try the scheduled show again after this long
     reload_within: float = 60.0  # a valid show edit plays from the next scene cue, or after this long (0: at once)
+    validate_seconds: float = 60.0  # an edit is validated (model and filters built, a frame drawn) within this
+    validate_memory_mb: float = 8192.0  # ... in a process of at most this much address space (MB)
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Crowd:
     port: int = 8081
     window: float = 10.0  # a phone's vote counts this many seconds after it was sent
     votes_per_second: float = 5.0  # per phone (its cookie); more are answered 429 and not counted
+    phones_per_address: int = 1  # an address counts as this many phones at most (more behind a NAT)
+    forget_after: float = 600.0  # seconds a phone's token lives after its last vote (its cookie too)
     send_per_second: float = 10.0  # OSC messages to the engine, per address
     x_address: str = "/masq/direction/1"
     y_address: str = "/masq/direction/2"
@@ -81,6 +85,7 @@ class Site:
     log_dir: Path
     log_max_bytes: int = 1_000_000
     closed: str = "black"  # outside opening hours: "black", a picture's path (a still), or "off" (the desktop)
+    transition: float = 2.0  # seconds of cross-fade when the engine switches shows (playlist, attract, reload)
     log_backups: int = 5
     hours: Hours | None = None  # None: always open
     watchdog: Watchdog = field(default_factory=Watchdog)
@@ -149,7 +154,10 @@ def load(path: str | Path, env: dict | None = None) -> Site:
     if not isinstance(name, str):
         raise SiteError(f"{where}: name must be a string")
 
-    engine = _table(data, "engine", where, {"command", "args", "safe_show", "closed"})
+    engine = _table(data, "engine", where, {"command", "args", "safe_show", "closed", "transition"})
+    transition = _number(engine, "transition", 2.0, f"{where}: engine")
+    if transition > 60:
+        raise SiteError(f"{where}: engine.transition must be at most 60 seconds, got {transition!r}")
     command = _strings(engine.get("command", [sys.executable, "-m", "engine.cli"]), f"{where}: engine.command")
     if not command:
         raise SiteError(f"{where}: engine.command must not be empty")
@@ -179,9 +187,9 @@ def load(path: str | Path, env: dict | None = None) -> Site:
 
     wd = _table(data, "watchdog", where, set(Watchdog.__dataclass_fields__))
     defaults = Watchdog()
+    minimum = {"failures_before_safe": 1, "validate_seconds": 1.0, "validate_memory_mb": 512.0}
     watchdog = Watchdog(**{k: _number(wd, k, getattr(defaults, k), f"{where}: watchdog",
-                                      kind=int if k == "failures_before_safe" else float,
-                                      minimum=1 if k == "failures_before_safe" else 0.0)
+                                      kind=int if k == "failures_before_safe" else float, minimum=minimum.get(k, 0.0))
                            for k in Watchdog.__dataclass_fields__})
 
     logs = _table(data, "logs", where, {"max_bytes", "backups"})
@@ -210,6 +218,8 @@ def load(path: str | Path, env: dict | None = None) -> Site:
                   port=_number(cr, "port", 8081, f"{where}: crowd", kind=int),
                   window=_number(cr, "window", 10.0, f"{where}: crowd", minimum=0.1),
                   votes_per_second=_number(cr, "votes_per_second", 5.0, f"{where}: crowd", minimum=0.1),
+                  phones_per_address=_number(cr, "phones_per_address", 1, f"{where}: crowd", kind=int, minimum=1),
+                  forget_after=_number(cr, "forget_after", 600.0, f"{where}: crowd", minimum=1.0),
                   send_per_second=_number(cr, "send_per_second", 10.0, f"{where}: crowd", minimum=0.1),
                   x_address=str(cr.get("x_address", "/masq/direction/1")),
                   y_address=str(cr.get("y_address", "/masq/direction/2")))
@@ -220,7 +230,7 @@ def load(path: str | Path, env: dict | None = None) -> Site:
         raise SiteError(f"{where}: crowd.port must differ from status.port (no staff controls on the crowd's port)")
 
     return Site(name=name, source=path, playlist=playlist, safe_show=safe_show, command=command, args=args,
-                closed=closed,
+                closed=closed, transition=transition,
                 state_dir=_path(data.get("state_dir", "state"), base, f"{where}: state_dir"),
                 log_dir=_path(data.get("log_dir", "logs"), base, f"{where}: log_dir"),
                 log_max_bytes=_number(logs, "max_bytes", 1_000_000, f"{where}: logs", kind=int, minimum=10_000),

@@ -1,12 +1,19 @@
 """The supervisor: one engine child process at a time, kept alive.
 
 Each loop turn (every `POLL` seconds) it: applies staff commands; reloads a changed site or show file
-(validated first: a bad edit is refused, logged, and the running show goes on); follows opening hours and
-the playlist; checks the child (exited? no new frame for `heartbeat_timeout`?), kills and restarts it
-with exponential back-off; after `failures_before_safe` failures in a row plays the safe show; writes its
-state file atomically; pings systemd. The engine proves it is alive by rewriting its heartbeat file
-(`masquerade run --heartbeat PATH`) with a growing frame count; the heartbeat also carries the show time,
-the scene cue, the camera's presence and the devices' and OSC's state.
+(validated first, in the background: a bad edit is refused, logged, and the running show goes on);
+follows opening hours and the playlist; checks the child (exited? no new frame for `heartbeat_timeout`?),
+kills and restarts it with exponential back-off; after `failures_before_safe` failures in a row plays the
+safe show; writes its state file atomically; pings systemd. The engine proves it is alive by rewriting its
+heartbeat file (`masquerade run --heartbeat PATH`) with a growing frame count; the heartbeat also carries
+the show time, the scene cue, the camera's presence and the devices' and OSC's state.
+
+Show switches (a playlist step, attract mode on or off, a valid edit, a staff `next` or cue) happen inside the
+running engine when its heartbeat names a control file (`masquerade run --control FILE`, engine/switch.py): the
+supervisor writes the request there and the engine cross-fades over `[engine] transition` seconds, reporting
+in its heartbeat; a show the engine refuses is skipped (an edit: the old version plays on). An engine that
+takes no requests is restarted with the new show. `restarts` counts only crashes, hangs, refusals and staff
+restarts; planned switches are counted in `switches`.
 
 Resume: the show time and the last scene cue of each show are kept (in the state file too); a show started
 again after a crash, a hang, an edit or an attract interlude continues with `--start-at T --cue N`. A new
@@ -150,11 +157,18 @@ class Supervisor:
         self.bad: dict[Path, str | None] = {}  # show -> fingerprint that failed (skipped until it changes)
         self.playing_print: str | None = None  # fingerprint of the show file the child was started with
         self.pending_reload: tuple[float, object] | None = None  # (when a valid edit was seen, the cue then)
+        self.checking: tuple[Path, str | None, int, dict] | None = None  # an edit being validated (reload_show)
         self.still: subprocess.Popen | None = None  # the closed-hours screen (installation/kiosk/still.py)
         self.events: deque[dict] = deque(maxlen=50)
         self.errors: deque[dict] = deque(maxlen=20)
         self.failures = 0  # consecutive
-        self.restarts = 0  # engine starts after the first, over the kiosk's life (kept in the state file)
+        self.restarts = 0  # engine starts after a crash, hang, refusal or staff restart (kept in the state file)
+        self.switches = 0  # planned show switches: in the engine, or by a restart where it takes no requests
+        self.unplanned = False  # the last engine ended unplanned: its successor's start is a restart
+        self.planned = False  # the last engine was stopped to switch shows: its successor's start is a switch
+        self.control_path = site.state_dir / "control.json"  # show requests to the engine (engine/switch.py)
+        self.switching: dict | None = None  # the request in flight: {"id", "show", "print", "since", "why", ...}
+        self.last_switch: dict | None = None  # the last one's result, as the engine reported it
         self.starts = 0
         self.safe_mode = False
         self.safe_since = 0.0
@@ -176,6 +190,8 @@ class Supervisor:
         if not old:
             return
         self.restarts = int(old.get("restarts", 0))
+        self.switches = int(old.get("switches", 0))
+        self.last_switch = old.get("last_switch") if isinstance(old.get("last_switch"), dict) else None
         self.valid = {Path(k): v for k, v in (old.get("validated") or {}).items()}  # content hashes: still valid
         self.events.extend(old.get("events", [])[-50:])
         self.errors.extend(old.get("errors", [])[-20:])
@@ -219,7 +235,9 @@ class Supervisor:
                 "entry_started": self.entry_started, "safe_show": str(self.site.safe_show),
                 "safe_mode": self.safe_mode, "open": schedule.is_open(self.site.hours, now),
                 "next_change": (lambda t: t.isoformat() if t else None)(schedule.next_change(self.site.hours, now)),
-                "restarts": self.restarts, "consecutive_failures": self.failures,
+                "restarts": self.restarts, "consecutive_failures": self.failures, "switches": self.switches,
+                "switching": self.switching["show"] if self.switching else None, "last_switch": self.last_switch,
+                "transition": self.site.transition,
                 "child": None if child is None else {
                     "pid": child.pid, "show": str(child.show), "started": child.started_wall,
                     "running": child.proc.poll() is None, "seconds_since_frame":
@@ -251,15 +269,18 @@ class Supervisor:
 
     # -- shows ------------------------------------------------------------------------------------------
 
-    def validate(self, show: Path) -> str | None:
-        """None when `show` would play (cached by content), else why not."""
-        print_ = fingerprint(show)
+    def validate_later(self, show: Path, print_: str | None) -> None:
+        """Validate `show` (as it was when it printed `print_`) in a thread: the loop goes on meanwhile,
+        the result is picked up by reload_show. A content already validated is valid at once."""
+        result: dict = {}
         if print_ is not None and self.valid.get(show) == print_:
-            return None
-        why = check_show(show)
-        if why is None:
-            self.valid[show] = print_
-        return why
+            result["why"] = None
+        else:
+            w = self.site.watchdog
+            threading.Thread(target=lambda: result.update(why=check_show(show, w.validate_seconds,
+                                                                          w.validate_memory_mb)),
+                             name="validate", daemon=True).start()
+        self.checking = (show, print_, self.starts, result)
 
     def usable(self, show: Path) -> bool:
         """Not known bad (a bad show is tried again once its file changes)."""
@@ -309,7 +330,9 @@ class Supervisor:
     def start(self, show: Path) -> None:
         """Start the engine on `show`. It is not validated first: the engine checks its show itself and
         exits with status 2 when it cannot play it (a bad file, a missing model), and is then skipped."""
-        argv = [*self.site.command, "run", str(show), "--heartbeat", str(self.heartbeat_path)]
+        argv = [*self.site.command, "run", str(show), "--heartbeat", str(self.heartbeat_path),
+                "--control", str(self.control_path)]
+        self.control_path.unlink(missing_ok=True)  # no request left for the new engine
         where = self.resume.get(str(show)) or {}
         if where.get("t"):
             argv += ["--start-at", f"{float(where['t']):.3f}"]
@@ -325,8 +348,11 @@ class Supervisor:
             return
         self.playing_print = fingerprint(show)
         self.pending_reload = None  # a start reads the file as it is now
-        if self.starts:
+        if self.starts and self.unplanned:
             self.restarts += 1
+        elif self.starts and self.planned:
+            self.switches += 1
+        self.unplanned = self.planned = False
         self.starts += 1
         log.info("engine started: pid %d, %s", self.child.pid, show)
         at = f" at {float(where['t']):.1f} s" if where.get("t") else ""
@@ -334,6 +360,7 @@ class Supervisor:
 
     def stop_child(self, why: str) -> None:
         child, self.child = self.child, None
+        self.switching = None  # a stopped engine answers no request
         if child is not None:
             code = child.stop()
             log.info("engine pid %d stopped (%s): %s", child.pid, why, describe_exit(code))
@@ -355,16 +382,21 @@ class Supervisor:
         if child is None:
             return
         child.poll_heartbeat(now)
+        if self.switching is not None:
+            self.follow_switch(child, now)
+            if self.child is None:
+                return
         if child.heartbeat is not None:
             self.last_heartbeat = beat = child.heartbeat
-            if child.last_beat is not None and isinstance(beat.get("t"), int | float):
+            if child.last_beat is not None and isinstance(beat.get("t"), int | float) \
+                    and beat.get("source") in (None, str(child.show)):  # not the old show's, just after a switch
                 self.resume[str(child.show)] = {"t": beat["t"], "cue": beat.get("cue")}
             self.watch_presence(beat.get("presence"), now)
         code = child.proc.poll()
         w = self.site.watchdog
         if code is not None:
             child.reap()
-            self.child = None
+            self.child, self.switching, self.unplanned = None, None, True
             how = describe_exit(code)
             if code == USER_ERROR and child.show != self.site.safe_show:
                 self.mark_bad(child.show, f"{child.show}: the engine refused it ({how})", child.traceback())
@@ -382,6 +414,63 @@ class Supervisor:
         elif self.failures and now - child.last_beat < 1 and now - child.first_beat > w.healthy_after:
             self.failures = 0
             log.info("engine healthy for %.0f s: failure count reset", w.healthy_after)
+
+    def switch_to(self, show: Path, why: str) -> None:
+        """Play `show` in place of the engine's: a cross-fade inside the running engine when its heartbeat names
+        its control file, else (an engine that takes no requests, or is not playing yet) a restart with it."""
+        if self.switching is not None:
+            return  # one at a time: asked again on a later turn if still wanted
+        child = self.child
+        if child is None or child.last_beat is None or not (child.heartbeat or {}).get("control"):
+            self.planned = True
+            self.stop_child(why)
+            return
+        where = self.resume.get(str(show)) or {}
+        request = {"id": f"{os.getpid()}-{time.time_ns()}", "show": str(show), "seconds": self.site.transition,
+                   "at": float(where.get("t") or 0.0), "cue": int(where["cue"]) if where.get("cue") else None}
+        try:
+            write_json(self.control_path, request)
+        except OSError as e:
+            self.error(f"cannot ask the engine to switch ({self.control_path}: {e}): restarting it with {show.name}")
+            self.planned = True
+            self.stop_child(why)
+            return
+        self.switching = {**request, "print": fingerprint(show), "since": time.monotonic(), "why": why}
+        log.info("switching to %s inside the engine (%s; %g s cross-fade)", show, why, self.site.transition)
+        self.event("switch-asked", f"{show.name}: {why}")
+
+    def follow_switch(self, child: Child, now: float) -> None:
+        """The engine's answer to the request in flight (its heartbeat's `switch`): done, the show is the new
+        one; failed, the old one plays on and the new one is skipped (an edit: refused); no answer within
+        `startup_timeout`, the engine is restarted with the new show."""
+        s, answer = self.switching, (child.heartbeat or {}).get("switch") or {}
+        show = Path(s["show"])
+        finished = answer.get("id") == s["id"] and (answer.get("state") == "failed" or
+                                                     answer.get("state") == "done" and answer.get("frames"))
+        if not finished:
+            if now - s["since"] > self.site.watchdog.startup_timeout:
+                self.error(f"the engine did not switch to {show.name} within {self.site.watchdog.startup_timeout:g} "
+                           "s: restarting it with that show")
+                self.switching = None
+                self.planned = True
+                self.stop_child(f"switch to {show.name} timed out")
+            return
+        self.switching = None
+        self.last_switch = {"show": str(show), "why": s["why"], "time": time.time(),
+                            **{k: answer.get(k) for k in ("state", "seconds", "frames", "longest_gap_ms", "error")}}
+        if answer["state"] == "done":
+            child.show, self.playing_print = show, s["print"]
+            self.switches += 1
+            log.info("now playing %s (switched in %.2f s, %d frames presented meanwhile, longest gap %.0f ms)",
+                     show, answer.get("seconds") or 0, answer.get("frames") or 0, answer.get("longest_gap_ms") or 0)
+            self.event("switch", f"{show.name} in {answer.get('seconds') or 0:.1f} s, longest frame gap "
+                                 f"{answer.get('longest_gap_ms') or 0:.0f} ms ({s['why']})")
+            return
+        self.event("switch-failed", f"{show.name}: {answer.get('error')}")
+        if show == child.show:  # an edit of the playing show: the old version plays on
+            self.error(f"show edit refused by the engine, the running show goes on: {answer.get('error')}")
+        else:
+            self.mark_bad(show, f"{show}: the engine refused it, the show goes on: {answer.get('error')}")
 
     def engine_osc_port(self) -> int | None:
         """The running engine's OSC port, as its heartbeat reports it (None: no engine, or OSC off)."""
@@ -416,7 +505,7 @@ class Supervisor:
 
     def hung(self, child: Child, why: str) -> None:
         code = child.kill()
-        self.child = None
+        self.child, self.switching, self.unplanned = None, None, True
         self.error(f"engine pid {child.pid} hung ({why}): killed, {describe_exit(code)}", child.traceback())
         self.event("hang", f"pid {child.pid}: {why}")
         self.failed("hang")
@@ -444,13 +533,25 @@ class Supervisor:
 
     def reload_show(self) -> None:
         child = self.child
-        if child is None or self.playing_print is None:
-            return
-        print_ = fingerprint(child.show)
-        if print_ == self.playing_print:
-            return
-        self.playing_print = print_  # judged once per edit
-        why = self.validate(child.show)
+        if self.checking is not None:
+            show, print_, starts, result = self.checking
+            if "why" not in result:
+                return  # still validating
+            self.checking = None
+            if child is None or child.show != show or self.starts != starts or fingerprint(show) != print_:
+                return  # stale: another engine since, or the file changed again (judged next turn)
+            why = result["why"]
+            if why is None:
+                self.valid[show] = print_
+        else:
+            if child is None or self.playing_print is None:
+                return
+            print_ = fingerprint(child.show)
+            if print_ == self.playing_print:
+                return
+            self.playing_print = print_  # judged once per edit
+            self.validate_later(child.show, print_)
+            return self.reload_show()  # done already when the content was validated before
         if why is not None:
             self.error(f"show edit refused, the running show goes on: {why}")
             self.event("reload-refused", str(child.show))
@@ -465,7 +566,7 @@ class Supervisor:
     def apply_reload(self) -> None:
         """A validated edit takes over at a cut the audience expects: the next scene cue the engine
         reports, or `reload_within` seconds after the edit at the latest (0: at once)."""
-        if self.pending_reload is None or self.child is None:
+        if self.pending_reload is None or self.child is None or self.switching is not None:
             return
         since, cue = self.pending_reload
         now_cue = (self.last_heartbeat or {}).get("cue")
@@ -473,8 +574,8 @@ class Supervisor:
             return
         self.pending_reload = None
         show = self.child.show
-        log.info("applying the show edit: restarting the engine with it")
-        self.stop_child("show file changed")
+        log.info("applying the show edit")
+        self.switch_to(show, "show file changed")
         self.event("reload", str(show))
 
     def handle(self, command: tuple) -> None:
@@ -483,6 +584,7 @@ class Supervisor:
         self.event("command", f"{kind} {arg if arg is not None else ''}".strip())
         if kind == "restart":
             self.stop_child("restart requested")
+            self.unplanned = True
             self.next_start = 0.0
         elif kind in ("next", "cue"):
             n = len(self.site.playlist)
@@ -493,7 +595,8 @@ class Supervisor:
             self.failures, self.next_start = 0, 0.0
             show = self.site.playlist[self.index].show
             self.bad.pop(show, None)  # a staff member asked for it: try it
-            self.stop_child(f"{kind} requested")
+            if self.child is not None and self.child.show == show:
+                self.switch_to(show, f"{kind} requested")  # from its beginning; another show: this turn
 
     def find_entry(self, show: str) -> int | None:
         for i, entry in enumerate(self.site.playlist):
@@ -525,7 +628,10 @@ class Supervisor:
         self.check_child(now)
         want = self.wanted()
         if self.child is not None and self.child.show != want:
-            self.stop_child("schedule" if want is None else f"switching to {want.name}")
+            if want is None:
+                self.stop_child("schedule")
+            else:
+                self.switch_to(want, f"switching to {want.name}")
         if want is None:
             self.mode = "closed"
             self.show_closed()
@@ -539,7 +645,7 @@ class Supervisor:
         self.notifier.watchdog()
         beat = self.last_heartbeat or {}
         self.notifier.status(f"{self.mode}: {want.name if want else 'closed'}, {beat.get('fps', 0):.0f} fps, "
-                             f"{self.restarts} restarts")
+                             f"{self.restarts} restarts, {self.switches} switches")
 
     def show_closed(self) -> None:
         """Outside opening hours the engine rests and the wall shows black or the site's still."""
@@ -591,19 +697,26 @@ class Supervisor:
         return 0
 
 
-def check_show(show: Path) -> str | None:
-    """None when the engine would play `show`, else why not: checked in a separate interpreter, since
-    reading a show imports torch (installation/kiosk/validate.py)."""
+def check_show(show: Path, seconds: float = 60.0, memory_mb: float = 8192.0) -> str | None:
+    """None when the engine would play `show`, else why not (one line): checked in a separate interpreter,
+    since reading a show imports torch, which builds its model and filters on the CPU and draws a frame
+    (installation/kiosk/validate.py), in at most `memory_mb` of address space, killed after `seconds`."""
     if fingerprint(show) is None:
         return f"{show}: cannot read the show file"
+    argv = [sys.executable, "-m", "installation.kiosk.validate", "--memory-mb", f"{memory_mb:g}", "--seconds",
+            f"{seconds:g}", str(show)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     try:
-        done = subprocess.run([sys.executable, "-m", "installation.kiosk.validate", str(show)],
-                              cwd=sites.PROJECT_ROOT, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(argv, cwd=sites.PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, errors="replace", timeout=seconds)
     except subprocess.TimeoutExpired:
-        return f"{show}: validating took more than 30 s"
+        return f"{show}: validating took more than {seconds:g} s (its model and filters, one frame on the CPU)"
+    except OSError as e:
+        return f"{show}: cannot start the validator: {e}"
     if done.returncode == 0:
         return None
-    return done.stdout.strip() or done.stderr.strip() or f"validation exited with status {done.returncode}"
+    lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    return lines[-1][:600] if lines else f"{show}: the validator {describe_exit(done.returncode)}"
 
 
 def _is_our_engine(pid: int, heartbeat: Path) -> bool:

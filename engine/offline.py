@@ -1,0 +1,214 @@
+"""The offline render as a pipeline: generate, composite, read back and encode all busy at once.
+
+    generate   a thread       frame i of show time -> (Frame [1, 3, H, W], its trail), in order, up to AHEAD ahead
+    composite  the caller     the compositor's passes into its framebuffer (the GL context lives on this thread)
+    read back  the caller     into one of BUFFERS pixel buffer objects; mapped BUFFERS - 1 frames later, so the
+                              GL is not waited on for the frame it has just been given
+    encode     a thread       the sink's write: RGB -> YUV and H.264 (PyAV releases the GIL, x264 has its own
+                              threads), or a PNG file
+
+Every stage sees every frame once, in order, on one thread, so the pixels and the file are those of the
+one-by-one loop (`engine.loop.render(..., overlap=False)`, `masquerade render --no-overlap`). The hand-offs are
+bounded queues: at most AHEAD + BUFFERS + QUEUED frames exist at once, whatever the render's length.
+
+A failure in any stage, or `stop` (a signal), stops every stage at its next hand-off; the threads are joined
+before `overlapped` returns or raises, so the caller may close or remove the sink's file at once. The error
+raised is the stage's own; `Progress.writing` says whether it came from inside the sink (the output's).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+AHEAD = 3  # generated frames waiting for the GL
+BUFFERS = 3  # pixel buffers in the read-back ring: two frames in flight while the oldest is mapped
+QUEUED = 3  # read-back frames waiting for the encoder
+POLL = 0.05  # seconds between looks at the stop flags while a stage waits
+
+_END = object()
+
+
+@dataclass
+class Progress:
+    done: int = 0  # frames the sink has written
+    writing: bool = False  # the error being raised came from inside the sink
+
+
+class Stopping(Exception):
+    """A stage gives up: another failed, or the render was stopped."""
+
+
+class Line:
+    """A bounded queue between two stages whose waits end as soon as `halt()` is true."""
+
+    def __init__(self, depth: int, halt):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.halt = halt
+
+    def put(self, item) -> None:
+        while True:
+            if self.halt():
+                raise Stopping
+            try:
+                self.queue.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    def get(self):
+        while True:
+            if self.halt():
+                raise Stopping
+            try:
+                return self.queue.get(timeout=POLL)
+            except queue.Empty:
+                continue
+
+
+class Readback:
+    """Asynchronous read-back of the compositor's output through a ring of pixel buffer objects."""
+
+    def __init__(self, compositor, depth: int = BUFFERS):
+        w, h = compositor.size
+        self.compositor, self.shape = compositor, (h, w, 3)
+        self.buffers = [compositor.ctx.buffer(reserve=w * h * 3) for _ in range(depth)]
+        self.pending: deque = deque()  # (buffer, tick), oldest first
+        self.count = 0
+
+    def start(self, tick) -> None:
+        """Copy the output (as drawn so far) into the next buffer; the GL does it in its own time."""
+        buffer = self.buffers[self.count % len(self.buffers)]
+        self.compositor.fbo.read_into(buffer, components=3, alignment=1)
+        self.pending.append((buffer, tick))
+        self.count += 1
+
+    @property
+    def full(self) -> bool:
+        """Every buffer holds a frame not yet taken: the oldest must be taken before the next `start`."""
+        return len(self.pending) >= len(self.buffers)
+
+    def take(self):
+        """The oldest frame's pixels, HxWx3 uint8, top row first (as `Compositor.read`), and its tick."""
+        buffer, tick = self.pending.popleft()
+        rgb = np.frombuffer(buffer.read(), np.uint8).reshape(self.shape)[::-1]
+        return rgb, tick
+
+    def release(self) -> None:
+        for buffer in self.buffers:
+            buffer.release()
+
+
+def overlapped(draw, ticks, compositor, sink, progress: Progress, stop=None, bar=None, times=None) -> bool:
+    """Write the frame `draw(tick) -> (Frame, Trail | None)` of every tick in `ticks` to `sink`, the stages
+    overlapped: True when every frame is written, False when `stop` (a threading.Event) ended it first.
+    `progress.done` counts the frames written, `bar` (tqdm) follows it; `times` (StageTimes) gets the GL stages
+    (the generator's own come from `draw`)."""
+    failed: list[tuple[BaseException, bool]] = []  # the first failure, and whether the sink raised it
+    stopping, finished = threading.Event(), threading.Event()  # finished: the sink took the last frame
+
+    def halt() -> bool:
+        return stopping.is_set() or (stop is not None and stop.is_set())
+
+    def fail(error: BaseException, writing: bool) -> None:
+        if not failed:
+            failed.append((error, writing))
+        stopping.set()
+
+    frames, pixels = Line(AHEAD, halt), Line(QUEUED, halt)
+
+    def generate() -> None:
+        try:
+            for tick in ticks:
+                frames.put((tick, *draw(tick)))
+            frames.put(_END)
+        except Stopping:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, raised there
+            fail(e, writing=False)
+
+    def encode() -> None:
+        try:
+            while (item := pixels.get()) is not _END:
+                sink.write(*item)
+                progress.done += 1
+            finished.set()
+        except Stopping:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            fail(e, writing=True)
+
+    threads = [threading.Thread(target=generate, name="masquerade-generate", daemon=True),
+               threading.Thread(target=encode, name="masquerade-encode", daemon=True)]
+    readback, shown = Readback(compositor), 0
+    try:
+        for thread in threads:
+            thread.start()
+        while (item := _timed(times, "wait", frames.get)) is not _END:
+            tick, frame, trail = item
+            _timed(times, "composite", compositor.draw, frame, frame, 1.0, trail)
+            if readback.full:  # the oldest buffer's frame goes to the encoder before the buffer is reused
+                _timed(times, "write", pixels.put, _timed(times, "readback", readback.take))
+            readback.start(tick)
+            if bar is not None and progress.done > shown:
+                bar.update(progress.done - shown)
+                shown = progress.done
+        while readback.pending:
+            _timed(times, "write", pixels.put, _timed(times, "readback", readback.take))
+        pixels.put(_END)
+        while threads[1].is_alive() and not halt():  # the encoder finishes what is queued
+            threads[1].join(POLL)
+    except Stopping:
+        pass
+    finally:
+        stopping.set()
+        for thread in threads:
+            _join(thread)
+        readback.release()
+        if bar is not None and progress.done > shown:
+            bar.update(progress.done - shown)
+    if failed:
+        error, progress.writing = failed[0]
+        raise error
+    return finished.is_set()
+
+
+def one_by_one(draw, ticks, compositor, sink, progress: Progress, stop=None, bar=None, times=None) -> bool:
+    """`overlapped`'s stages one after the other on the caller's thread, as before issue 19 (`render --no-overlap`): the
+    reference the overlapped render is compared with."""
+    for tick in ticks:
+        if stop is not None and stop.is_set():
+            return False
+        frame, trail = draw(tick)
+        _timed(times, "composite", compositor.draw, frame, frame, 1.0, trail)
+        progress.writing = True
+        _timed(times, "write", lambda t=tick: sink.write(compositor.read(), t))
+        progress.writing = False
+        progress.done += 1
+        if bar is not None:
+            bar.update(1)
+    return True
+
+
+def _timed(times, stage: str, fn, *args):
+    """fn(*args), its time added to `times` (a StageTimes, or None) under `stage`."""
+    if times is None:
+        return fn(*args)
+    with times.time(stage):
+        return fn(*args)
+
+
+def _join(thread: threading.Thread) -> None:
+    """Join, even across a second Ctrl-C: the sink must not be closed while its thread still writes."""
+    interrupted = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt as e:
+            interrupted = e
+    if interrupted is not None:
+        raise interrupted

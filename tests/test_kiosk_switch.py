@@ -1,0 +1,109 @@
+"""Issue 16 (4, 5) with the real supervisor and the real engine in a window under Xvfb: a playlist step is a
+cross-fade inside the running engine (the same pid, the frame counter rising through it, frames presented
+while it runs), a switch to a broken show leaves the old one playing and is reported, a valid edit is
+reloaded the same way, restarts count crashes
+and hangs only, and the status page reports switches, the scene, and the last switch's length and gap."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEFAULT_MODEL, DEFAULT_SHOW, until
+from tests.test_kiosk import Kiosk, free_port
+from tests.test_kiosk_status import TOKEN, request
+
+pytest.importorskip("fastapi", reason="the status page needs the kiosk extra: pip install -e '.[kiosk]'")
+
+# Longest gap between two presented frames we accept while a switch runs, on this shared, loaded CPU machine
+# (torch and Mesa's software GL on the same cores as the other tests): the point is "no black wall", which a
+# restart is for 3-7 s; 2 s is far below that and above the scheduling stalls seen here. bench/kiosk.py
+# --switches measures the real figure against the goal of 2 display frames.
+GAP_BOUND_MS = 2000
+
+
+def shows(folder: Path) -> tuple[Path, Path, Path]:
+    base = DEFAULT_SHOW.read_text().replace('"assets/models/emoji64.safetensors"', json.dumps(str(DEFAULT_MODEL)))
+    folder.mkdir(parents=True, exist_ok=True)
+    a, b, broken = folder / "a.toml", folder / "b.toml", folder / "broken.toml"
+    a.write_text(base.replace('name = "Emoji masquerade"', 'name = "Show A"'))
+    # b: another walk, no super-resolution (another work size: 64 px, not 256), and scenes
+    b_text = base.replace('name = "Emoji masquerade"', 'name = "Show B"').replace("seed = 2026", "seed = 7")
+    b_text = b_text.replace('[[filters]]\nkind = "superres"', '[[filters]]\nkind = "grade"\nname = "soft"', 1)
+    b.write_text(b_text + '\n[[scene]]\nname = "opening"\nduration = "until cued"\n')
+    broken.write_text(base.replace('name = "Emoji masquerade"', 'name = "Broken"')
+                      .replace(json.dumps(str(DEFAULT_MODEL)), json.dumps(str(folder / "gone.safetensors"))))
+    return a, b, broken
+
+
+@pytest.mark.skipif(not Path("/usr/bin/Xvfb").exists(), reason="needs Xvfb (setup.sh)")
+def test_playlist_steps_and_an_edit_switch_inside_the_engine_and_a_broken_show_is_skipped(tmp_path, xvfb):
+    a, b, broken = shows(tmp_path / "shows")
+    port = free_port()
+    site = f"""
+name = "Switches"
+[engine]
+args = ["--size", "320x180"]
+safe_show = "{DEFAULT_SHOW}"
+transition = 1.0
+[watchdog]
+heartbeat_timeout = 20
+startup_timeout = 120
+reload_within = 0
+[status]
+host = "127.0.0.1"
+port = {port}
+[[playlist]]
+show = "{a}"
+[[playlist]]
+show = "{b}"
+[[playlist]]
+show = "{broken}"
+"""
+    with Kiosk(tmp_path, site, fake=False, env={"MASQUERADE_KIOSK_TOKEN": TOKEN}) as kiosk:
+        state = until(lambda: (s := kiosk.playing("a.toml", timeout=120))["heartbeat"]["frames"] > 5 and s, 60,
+                      "frames of a")
+        pid, frames = state["child"]["pid"], [state["heartbeat"]["frames"]]
+
+        def settled(count, show, timeout=120):
+            def ok():
+                s = kiosk.state()
+                beat = s.get("heartbeat") or {}
+                if beat.get("pid") == pid and beat.get("frames"):
+                    frames.append(beat["frames"])
+                return s if s.get("switches") == count and not s.get("switching") and s.get("child") and \
+                    Path(s["child"]["show"]).name == show and (s.get("heartbeat") or {}).get("source") == \
+                    s["child"]["show"] else None
+            return until(ok, timeout, f"switch {count} to {show}")
+
+        assert request(port, "POST", "/api/next", TOKEN)[0] == 202  # a -> b: a cross-fade in the same engine
+        state = settled(1, "b.toml")
+        last = state["last_switch"]
+        print(f"switch a -> b: {last}")
+        assert state["child"]["pid"] == pid and state["restarts"] == 0
+        assert last["state"] == "done" and last["frames"] > 0 and last["longest_gap_ms"] < GAP_BOUND_MS
+        assert state["heartbeat"]["scene"] == {"number": 1, "name": "opening"}
+        assert state["heartbeat"]["show"] == "Show B"
+
+        assert request(port, "POST", "/api/next", TOKEN)[0] == 202  # b -> broken: refused, b plays on, then a
+        state = settled(2, "a.toml")
+        print(f"switch b -> a (after the broken show was refused): {state['last_switch']}")
+        assert state["child"]["pid"] == pid and state["restarts"] == 0 and state["heartbeat"]["show"] == "Show A"
+        assert any("gone.safetensors" in e["message"] and "broken.toml" in e["message"] for e in state["errors"])
+        assert any(e["kind"] == "skipped" and e["detail"].endswith("broken.toml") for e in state["events"])
+        assert any(e["kind"] == "switch-failed" for e in state["events"])
+        assert state["last_switch"]["frames"] > 0 and state["last_switch"]["longest_gap_ms"] < GAP_BOUND_MS
+        after = until(lambda: (s := kiosk.state())["heartbeat"]["frames"] > frames[-1] + 5 and s, 30, "more frames")
+        assert after["child"]["pid"] == pid
+        frames.append(after["heartbeat"]["frames"])
+        assert frames == sorted(frames) and frames[-1] > frames[0]  # one engine, one frame counter, never reset
+
+        a.write_text(a.read_text().replace("speed = 1.0", "speed = 2.0"))  # a valid edit: reloaded in the engine
+        state = settled(3, "a.toml")
+        assert state["child"]["pid"] == pid and state["restarts"] == 0 and state["last_switch"]["state"] == "done"
+        assert any(e["kind"] == "reload" for e in state["events"])
+
+        page = request(port, "GET", "/api/status")[1]
+        assert page["switches"] == 3 and page["restarts"] == 0 and page["last_switch"]["longest_gap_ms"] is not None
+        status, html = request(port, "GET", "/")
+        assert status == 200 and 'id="switches"' in html and 'id="scene"' in html
