@@ -282,7 +282,7 @@ def live_state(devices: list, receiver, bus, thumbnail: str | None) -> dict:
         state["osc"] = {"port": receiver.port, **dataclasses.asdict(receiver.stats)}
     state["bus"] = dataclasses.asdict(bus.stats)
     snap = bus.latest
-    if snap is not None and "scene.cue" in bus.params and snap["scene.cue"] >= 1:
+    if snap is not None and "scene.cue" in bus.ever_fired:  # its default (1) is no cue fired
         state["cue"] = int(snap["scene.cue"])
     if thumbnail is not None:
         state["thumbnail"] = thumbnail

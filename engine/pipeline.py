@@ -220,8 +220,11 @@ class Pipeline:
         return snap, walk_tick, z, w_shift
 
     @torch.inference_mode()
-    def generate(self, tick: Tick) -> Frame:
-        snap, walk_tick, z, w_shift = self.advance(tick)
+    def generate(self, tick: Tick, z: torch.Tensor | None = None) -> Frame:
+        """Frame `tick` through the frame path; `z` [1, z_dim]: draw this latent instead of the walk's
+        (`masquerade bookmarks still`)."""
+        snap, walk_tick, walked, w_shift = self.advance(tick)
+        z = walked if z is None else z.to(self.device)
         amount = snap["camera.mirror"] if self.mirror is not None else 0.0
         seen = self.mirror(tick.t) if amount > 0 else None  # the camera's picture, (h, w, 3) uint8, or None
         camera_only = seen is not None and amount >= 1  # the model (and its upscale) need not run

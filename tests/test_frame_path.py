@@ -149,3 +149,17 @@ def test_every_shipped_show_renders(path, tmp_path):
     assert render(show, tmp_path / "out", seconds=2 / show.output.fps, size=(160, 90), device="cpu",
                   progress=False) == 2
     assert [Image.open(p).size for p in sorted((tmp_path / "out").glob("*.png"))] == [(160, 90)] * 2
+
+
+def test_a_headless_runs_still_is_the_frame_the_render_writes(tmp_path):
+    """The still a headless run saves is what the show presents: the composited frame at the output size
+    (1280x720, through the super-resolution), the very frame a render writes at that time."""
+    from engine.loop import LiveOptions, render, run_live
+
+    show = shows.load(DEFAULT_SHOW)
+    run_live(show, LiveOptions(device="cpu", headless=True, frames=3, stills=tmp_path / "stills", osc_port=0))
+    (still,) = (tmp_path / "stills").glob("*.png")
+    render(show, tmp_path / "frames", seconds=3 / show.output.fps, device="cpu", progress=False)
+    last = sorted((tmp_path / "frames").glob("*.png"))[-1]
+    assert Image.open(still).size == tuple(show.output.size) == (1280, 720)
+    assert np.array_equal(np.asarray(Image.open(still)), np.asarray(Image.open(last)))

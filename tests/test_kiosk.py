@@ -29,6 +29,7 @@ print(f"fake engine {os.getpid()} playing {show.name} {args[3:]}", flush=True)
 if "exit" in b:
     print("Traceback (most recent call last):\\n  ValueError: fake failure", flush=True)
     sys.exit(b["exit"])
+time.sleep(b.get("start_after", 0))  # a slow start: no heartbeat meanwhile
 start, frames = time.monotonic(), 0
 if b.get("thumbnail"):  # a small JPEG beside the heartbeat, as the engine writes one of what it presents
     from PIL import Image
@@ -317,12 +318,15 @@ show = "{DEFAULT_SHOW}"
         assert any("gone.safetensors: no such model file" in e["traceback"] for e in state["errors"])
         assert any(e["kind"] == "skipped" and e["detail"].endswith("broken.toml") for e in state["events"])
         assert beat["show"] == "Emoji masquerade" and beat["fps"] > 0 and "generate" in beat["stage_ms"]
+        assert beat["cue"] is None  # no scene cue fired: none reported (issue 16), so none resumed
         pid = state["child"]["pid"]
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         state = kiosk.playing(not_pid=pid, timeout=60)
         print(f"real engine back {time.monotonic() - killed:.1f} s after kill -9")
         assert state["restarts"] == 2 and state["playlist_index"] == 1  # the skip, then the kill
+        argv = Path(f"/proc/{state['child']['pid']}/cmdline").read_bytes().split(b"\0")
+        assert b"--start-at" in argv and b"--cue" not in argv  # resumed where it was, no cue nobody fired
         assert "playing Emoji masquerade" in kiosk.log()  # the engine's own log lines, in the kiosk log
 
 

@@ -64,6 +64,9 @@ def test_status_is_read_only_without_the_token_and_controls_need_it(kiosk):
     status, st = request(port, "GET", "/api/status")
     assert status == 200 and st["site"] == "Test site" and st["controls"] is True
     assert st["heartbeat"]["fps"] == 30.0 and Path(st["show"]).name == "a.toml"
+    mem, disk = st["memory"], st["disk"]  # the engine's RSS, the system's available memory, the folders' disks
+    assert 1 < mem["engine_rss_mb"] < mem["available_mb"] and set(disk) == {"state", "logs"}
+    assert all(0 < d["free_mb"] <= d["total_mb"] for d in disk.values())
     status, html = request(port, "GET", "/")
     assert status == 200 and "Masquerade kiosk" in html
     pid = st["child"]["pid"]
@@ -138,8 +141,11 @@ def test_the_page_in_chromium_a_click_without_and_with_the_token(kiosk):
             sync_api.expect(page.locator("#showtime")).to_contain_text(" s")
             page.wait_for_function("document.getElementById('thumb').naturalWidth === 32", timeout=10_000)
 
+            sync_api.expect(page.locator("#memory")).to_contain_text("MB engine")
+            sync_api.expect(page.locator("#disk")).to_contain_text("MB free")
             page.click("#restart")  # no token typed
             sync_api.expect(page.locator("#message")).to_contain_text("401")
+            sync_api.expect(page.locator("#log")).to_have_text("")  # the log only behind the token
             assert kiosk.state()["child"]["pid"] == pid and kiosk.state()["restarts"] == 0
 
             page.fill("#token", TOKEN)
@@ -148,5 +154,6 @@ def test_the_page_in_chromium_a_click_without_and_with_the_token(kiosk):
             kiosk.playing("a.toml", not_pid=pid)
             sync_api.expect(page.locator("#restarts")).to_have_text("1", timeout=10_000)
             sync_api.expect(page.locator("#events")).to_contain_text("restart requested")
+            sync_api.expect(page.locator("#log")).to_contain_text("staff command: restart", timeout=10_000)
         finally:
             browser.close()

@@ -190,3 +190,30 @@ def test_a_cue_acts_on_the_frame_that_fires_it(tmp_path):
     frame(p, 0.3)
     p.controls.bus.post("osc:/masq/scene/cue", 7, at=0.4)
     torch.testing.assert_close(frame(p, 0.4), frame(two, 0.4))  # style.class has no smoothing: at once
+
+
+def test_a_bookmark_still_is_what_the_show_presents(tmp_path):
+    """`bookmarks still --show`: the bookmark through the show's frame path (its x4 super-resolution) and
+    compositor, at the output size (1280x720) or `--size`; not the 64 px generator image."""
+    import numpy as np
+    from PIL import Image
+
+    from .conftest import DEFAULT_SHOW, masquerade
+
+    marks = tmp_path / "marks.json"
+    assert masquerade("bookmarks", "add", marks, "a", "--seed", 4, "--model", DEFAULT_MODEL).returncode == 0
+    out = masquerade("bookmarks", "still", marks, "a", "-o", tmp_path / "a.png", "--model", DEFAULT_MODEL,
+                     "--show", DEFAULT_SHOW)
+    assert out.returncode == 0, out.stderr
+    still = Image.open(tmp_path / "a.png")
+    assert still.size == (1280, 720)
+    g = Pipeline(shows.load(DEFAULT_SHOW), "cpu").generator
+    z = torch.tensor(json.loads(marks.read_text())["bookmarks"]["a"]["z"])[None]
+    with torch.inference_mode():
+        small = g(z, truncation_psi=0.8)[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()
+    plain = np.asarray(Image.fromarray(small).resize((720, 720), Image.LANCZOS)).astype(int)
+    picture = np.asarray(still).astype(int)[:, 280:1000]
+    assert np.abs(picture - plain).mean() > 3 and picture.std() > 20  # the SR and the grade ran
+    out = masquerade("bookmarks", "still", marks, "a", "-o", tmp_path / "b.png", "--model", DEFAULT_MODEL,
+                     "--show", DEFAULT_SHOW, "--size", "320x180")
+    assert out.returncode == 0 and Image.open(tmp_path / "b.png").size == (320, 180), out.stderr

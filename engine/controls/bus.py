@@ -242,6 +242,7 @@ class Bus:
         self._t: float | None = None  # the show time the state has reached
         self.recording = None  # a record.Recording: every applied event is appended to it
         self.latest: Snapshot | None = None  # the newest snapshot, for feedback and status threads
+        self.ever_fired: frozenset[str] = frozenset()  # triggers fired at least once (a cue, not its default)
         self.stats = BusStats()
         self.observer = None  # callable(source, value) told of every post, from the posting thread (MIDI learn)
         self._soft: dict[tuple[str, str], float] = {}  # (source, target) -> its last raw value, for soft takeover
@@ -359,6 +360,8 @@ class Bus:
                         targets=MappingProxyType({n: s.target for n, s in self._state.items()}),
                         held_by=MappingProxyType({n: s.held_by for n, s in self._state.items()}))
         self.latest = snap  # one reference assignment: other threads see the old or the new snapshot
+        if not fired <= self.ever_fired:
+            self.ever_fired = self.ever_fired | fired
         return snap
 
     def _coalesce(self, due: list) -> list:

@@ -4,11 +4,12 @@
     masquerade bookmarks add   marks.json --model M NAME --seed 12     (the latent of a seed)
     masquerade bookmarks mix   marks.json --model M NAME "smile - frown + calm"
     masquerade bookmarks rename marks.json --model M slot3 dawn
-    masquerade bookmarks still marks.json --model M NAME -o dawn.png
+    masquerade bookmarks still marks.json --model M NAME -o dawn.png --show my.toml [--size 1920x1080]
 
 Slots saved live over OSC (`/masq/bookmark/save N`) appear as `slotN`; rename them to use them in
-expressions and cues. Expressions are latent arithmetic (Radford et al. 2016, §6.3), read by the small
-parser in bookmarks.py, never evaluated as Python.
+expressions and cues. A still is what the show presents: the bookmark through the show's frame path and
+compositor at its output size (`--show`; without it, a show of the model alone). Expressions are latent
+arithmetic (Radford et al. 2016, §6.3), read by the small parser in bookmarks.py, never evaluated as Python.
 """
 
 from __future__ import annotations
@@ -27,8 +28,18 @@ def add_parser(sub) -> None:
     p.add_argument("--model", type=Path, required=True, help="the model the bookmarks belong to")
     p.add_argument("--seed", type=int, default=0, help="add: the seed whose latent is bookmarked")
     p.add_argument("-o", "--output", type=Path, help="still: the PNG to write")
-    p.add_argument("--truncation", type=float, default=1.0, help="still: psi")
+    p.add_argument("--show", type=Path, help="still: the show it is rendered by (its filters, output size, fit; "
+                   "default: a show of --model alone)")
+    p.add_argument("--size", type=_size, help="still: WIDTHxHEIGHT (default: the show's output size)")
+    p.add_argument("--truncation", type=float, help="still: psi (default: the show's walk.truncation)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="still: where the model runs")
     p.set_defaults(func=run)
+
+
+def _size(text: str):
+    from engine.cli import _size
+
+    return _size(text)
 
 
 def _want(args, count: int, usage: str) -> list[str]:
@@ -46,7 +57,8 @@ def run(args: argparse.Namespace) -> None:
 
     if not args.model.is_file():
         raise UsageError(f"--model {args.model}: no such model file")
-    g = importers.load(args.model).module.eval()
+    loaded = importers.load(args.model)
+    g = loaded.module.eval()
     w_dim = g.w_dim if hasattr(g, "mapping") else None
     marks = Bookmarks.open(args.file, args.model, g.z_dim, w_dim)
     if args.action == "list":
@@ -61,13 +73,7 @@ def run(args: argparse.Namespace) -> None:
         (name,) = _want(args, 1, "NAME")
         if args.output is None:
             raise UsageError("bookmarks still: give -o FILE.png")
-        from PIL import Image
-
-        from engine.frame import to_uint8_hwc
-
-        with torch.inference_mode():
-            image = g(marks[name].z[None], truncation_psi=args.truncation)
-        Image.fromarray(to_uint8_hwc(image)).save(args.output)
+        still(args, loaded, marks[name].z[None])
         print(f"wrote {args.output}")
         return
     if args.action == "add":
@@ -86,3 +92,34 @@ def run(args: argparse.Namespace) -> None:
         marks.remove(old)
     marks.save()
     print(f"{args.file}: {', '.join(marks.names())}")
+
+
+def still(args: argparse.Namespace, loaded, z: torch.Tensor) -> None:
+    """Latent `z` [1, z_dim] as the show presents it: through its frame path (super-resolution, filters at
+    the work size) and the compositor (fit, upscale, background) at --size or its output size, headless;
+    no overlay."""
+    import dataclasses
+
+    from PIL import Image
+
+    from engine import show as shows
+    from engine.cli import UsageError
+    from engine.compositor import headless_context
+    from engine.frame import Tick
+    from engine.loop import make_compositor
+    from engine.pipeline import Pipeline
+
+    show = shows.load(args.show) if args.show else shows.parse({"model": {"path": str(args.model.resolve())}})
+    if show.model_path.resolve() != args.model.resolve():
+        raise UsageError(f"--show {args.show}: its model is {show.model_path}, not --model {args.model}")
+    if args.truncation is not None:
+        show = dataclasses.replace(show, walk=dataclasses.replace(show.walk, truncation=args.truncation))
+    pipeline = Pipeline(show, args.device, loaded=loaded)
+    frame = pipeline.generate(Tick(0, 0.0), z)
+    ctx = headless_context()
+    try:
+        compositor = make_compositor(ctx, show, args.size or show.output.size, pipeline)
+        compositor.draw(frame, frame, 1.0)
+        Image.fromarray(compositor.read()).save(args.output)
+    finally:
+        ctx.release()

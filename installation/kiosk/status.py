@@ -7,8 +7,9 @@ The controls need the site's token, sent
 as `Authorization: Bearer TOKEN` (or `X-Kiosk-Token: TOKEN`), and answer 401 without it, changing
 nothing: `POST /api/restart`, `POST /api/next`, `POST /api/cue` with `{"show": "default.toml"}` (a show
 of the playlist, by file name, path or index), `POST /api/learn` with `{"on": true}` (MIDI learn in the running
-engine, over its OSC port), `GET /api/log?lines=N`. With no token configured the
-controls are off. Commands are queued for the supervisor's loop, which applies them on its next turn.
+engine, over its OSC port), `GET /api/log?lines=N` (the page shows the last 50 once the token is typed). With
+no token configured the controls are off. Commands are queued for the supervisor's loop, which applies them on
+its next turn.
 
 Hostile clients (installation/kiosk/web.py): the token is checked before a body is read (every POST and
 `/api/log`), a body is at most `MAX_BODY` bytes (413 on its Content-Length, or as it streams), headers
@@ -179,6 +180,8 @@ button, input, select { font: inherit; margin: 2px; } .ok { color: #7c7; } .bad 
 <tr><th>OSC</th><td id="osc"></td></tr>
 <tr><th>attract mode</th><td id="attract"></td></tr>
 <tr><th>MIDI learn</th><td id="learn"></td></tr>
+<tr><th>memory</th><td id="memory"></td></tr>
+<tr><th>disk</th><td id="disk"></td></tr>
 </table>
 <div id="controls">
 <label>Staff token <input id="token" type="password" autocomplete="off"></label><br>
@@ -190,6 +193,7 @@ button, input, select { font: inherit; margin: 2px; } .ok { color: #7c7; } .bad 
 </div>
 <h2>Last errors</h2><div id="errors"></div>
 <h2>Events</h2><pre id="events"></pre>
+<h2>Log (the last 50 lines, with the staff token)</h2><pre id="log"></pre>
 <script>
 const $ = (id) => document.getElementById(id);
 const when = (t) => new Date(t * 1000).toLocaleString();
@@ -234,6 +238,11 @@ async function refresh() {
   const lr = hb.learn;
   $('learn').textContent = !lr ? 'off' : (lr.active ? 'on' + (lr.param ? ': move a MIDI control for ' + lr.param
     : ': touch a param') : 'off') + ` (${lr.learned} learned, ${lr.file})` + (lr.error ? ' ' + lr.error : '');
+  const mem = st.memory || {}, mb = (v) => v == null ? '?' : v.toFixed(0);
+  $('memory').textContent = `${mb(mem.engine_rss_mb)} MB engine, ${mb(mem.available_mb)} MB available`;
+  $('disk').textContent = Object.entries(st.disk || {}).map(([k, d]) => !d ? `${k}: ?`
+    : `${k}: ${mb(d.free_mb)} MB free of ${mb(d.total_mb)} MB`).join(', ');
+  refreshLog();
   if (hb.thumbnail) $('thumb').src = '/thumbnail.jpg?' + hb.time;
   if (!cueFilled) {
     st.playlist.forEach((e, i) => { const o = document.createElement('option'); o.value = String(i);
@@ -250,6 +259,12 @@ async function refresh() {
   }
   $('events').textContent = st.events.slice().reverse()
     .map((e) => `${when(e.time)}  ${e.kind}  ${e.detail}`).join('\\n');
+}
+async function refreshLog() {  // behind the token: nothing is asked for, and nothing shown, without it
+  const token = $('token').value;
+  if (!token) { $('log').textContent = ''; return; }
+  const r = await fetch('/api/log?lines=50', {headers: {'Authorization': 'Bearer ' + token}}).catch(() => null);
+  $('log').textContent = r && r.ok ? ((await r.json()).lines || []).join('\\n') : '';
 }
 async function control(path, body) {
   const token = $('token').value;

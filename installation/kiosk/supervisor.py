@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -229,7 +230,7 @@ class Supervisor:
             return {
                 "site": self.site.name, "supervisor_pid": os.getpid(), "updated": time.time(),
                 "started": self.started_wall, "uptime": time.time() - self.started_wall, "mode": self.mode,
-                "show": str(child.show) if child else None,
+                "show": str(child.show) if child and child.last_beat is not None else None,  # once it plays
                 "playlist": [{"show": str(e.show), "seconds": e.seconds} for e in self.site.playlist],
                 "playlist_index": self.index, "playlist_show": str(self.site.playlist[self.index].show),
                 "entry_started": self.entry_started, "safe_show": str(self.site.safe_show),
@@ -252,6 +253,8 @@ class Supervisor:
                     else round(time.monotonic() - self.absent_since, 1)},
                 "crowd": None if not self.site.crowd.enabled else {"port": self.site.crowd.port},
                 "controls": self.site.status.token is not None,
+                "memory": memory(child.pid if child else None),
+                "disk": {"state": disk(self.site.state_dir), "logs": disk(self.site.log_dir)},
                 "validated": {str(k): v for k, v in self.valid.items()},
                 "events": list(self.events), "errors": list(self.errors),
             }
@@ -348,6 +351,7 @@ class Supervisor:
             return
         self.playing_print = fingerprint(show)
         self.pending_reload = None  # a start reads the file as it is now
+        self.last_heartbeat = None  # the old engine's is not this one's: no show, fps or cue until it beats
         if self.starts and self.unplanned:
             self.restarts += 1
         elif self.starts and self.planned:
@@ -717,6 +721,32 @@ def check_show(show: Path, seconds: float = 60.0, memory_mb: float = 8192.0) -> 
         return None
     lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
     return lines[-1][:600] if lines else f"{show}: the validator {describe_exit(done.returncode)}"
+
+
+def _proc_mb(path: str, key: str) -> float | None:
+    """A `key: N kB` line of a /proc file, in MB; None when there is none (no such process, not Linux)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def memory(pid: int | None) -> dict:
+    """The engine's resident memory (VmRSS) and the system's available memory, in MB (None: unknown)."""
+    return {"engine_rss_mb": _proc_mb(f"/proc/{pid}/status", "VmRSS") if pid else None,
+            "available_mb": _proc_mb("/proc/meminfo", "MemAvailable")}
+
+
+def disk(folder: Path) -> dict | None:
+    """Free and total space of the disk `folder` is on, in MB; None when it cannot be read."""
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return None
+    return {"path": str(folder), "free_mb": round(usage.free / 2**20, 1), "total_mb": round(usage.total / 2**20, 1)}
 
 
 def _is_our_engine(pid: int, heartbeat: Path) -> bool:
