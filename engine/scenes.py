@@ -248,7 +248,14 @@ def end_of(show: Show) -> float | None:
     cues_end = end_of_cues(show)
     if not show.scenes:
         return cues_end
-    if show.timeline.loop:
+    scenes_end = end_of_scenes(show)
+    return None if scenes_end is None else max(scenes_end, cues_end or 0.0)
+
+
+def end_of_scenes(show: Show) -> float | None:
+    """Show time at which the last scene ends (timed scene cues followed), without the other cues' ends; None
+    without scenes, when they loop, or when one plays until cued."""
+    if not show.scenes or show.timeline.loop:
         return None
     director = Director(show.scenes, loop=False)
     for cue in sorted((c for c in show.cues if c.at is not None and c.scene is not None), key=lambda c: c.at):
@@ -259,7 +266,7 @@ def end_of(show: Show) -> float | None:
             return None
         t += show.scenes[i].duration
         if i == len(show.scenes) - 1:
-            return max(t, cues_end or 0.0)
+            return t
         i += 1
 
 

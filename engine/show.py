@@ -438,6 +438,7 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     show.timeline = _section(TimelineSection, data, "timeline", where)
     show.scenes = scenes.resolve(data, show, where)
     show.cues = _cues(data.get("cue", []), where, show)
+    _check_timed_cues(show, where)
     show.bindings = _bindings(data.get("bind", []), where, show)
     show.bindings += _midi_mappings(show, where)
     scenes.inherit(show)  # every scene plays the show's cues and bindings
@@ -510,6 +511,25 @@ def _cues(rows, where: str, show: Show) -> list[Cue]:
         timeline.read_cue(cue, row, here, show)  # at, fade, quantise, scene
         cues[number] = cue
     return sorted(cues.values(), key=lambda c: c.number)
+
+
+def _check_timed_cues(show: Show, where: str) -> None:
+    """Timed cues that fade one param over overlapping times, or fire after a finite piece's end: refused."""
+    from engine.scenes import end_of_scenes
+
+    timed = sorted((c for c in show.cues if c.at is not None), key=lambda c: (c.at, c.number))
+    for j, b in enumerate(timed):
+        for a in timed[:j]:
+            if a.at < b.at + b.fade - 1e-9 and b.at < a.at + a.fade - 1e-9:
+                for param in sorted(set(a.set) & set(b.set)):
+                    raise ShowError(f"{b.where}: set.{param} fades over {b.at:g}..{b.at + b.fade:g} s, overlapping "
+                                    f"{a.where[len(where) + 1:]}'s fade of it over {a.at:g}..{a.at + a.fade:g} s "
+                                    "(one fade of a param at a time)")
+    end = end_of_scenes(show)
+    for cue in timed:
+        if end is not None and cue.at > end + 1e-9:
+            raise ShowError(f"{cue.where}: at {cue.at:g} s is after the piece's end ({end:g} s: its last scene "
+                            "ends there, [timeline] loop = false)")
 
 
 def cue_bindings(show: Show, params) -> list:

@@ -172,6 +172,55 @@ saturation = 0.0
         assert np.array_equal(a, b)
 
 
+def test_an_unknown_scene_name_over_real_osc_is_counted_and_ignored(tmp_path, monkeypatch):
+    from engine import loop
+    from engine.loop import LiveOptions, run_live
+
+    show = load(tmp_path, HEAD.replace("loop = false", "loop = true") + '''
+[[scene]]
+name = "colour"
+duration = "until cued"
+[[scene]]
+name = "grey"
+duration = "until cued"
+[[scene.filters]]
+kind = "grade"
+saturation = 0.0
+''')
+    receivers = []  # the run's OSC receiver, for its counters
+    start_osc = loop.start_osc
+    monkeypatch.setattr(loop, "start_osc", lambda *a, **k: receivers.append(start_osc(*a, **k)) or receivers[-1])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stop = threading.Event()
+
+    def perform():
+        from pythonosc.udp_client import SimpleUDPClient
+
+        client = SimpleUDPClient("127.0.0.1", port)  # from before the engine listens until it stops
+        while not stop.is_set():
+            client.send_message("/masq/scene/go", "nope")  # no such scene
+            time.sleep(0.005)
+
+    performer = threading.Thread(target=perform, daemon=True)
+    performer.start()
+    out, record = tmp_path / "live", tmp_path / "set.jsonl"
+    try:
+        run = run_live(show, LiveOptions(device="cpu", headless=True, frames=20, out=out, osc_port=port,
+                                         record=record, size=(64, 64)))
+    finally:
+        stop.set()
+        performer.join(timeout=5)
+    assert run.frames == 20 and len(list(out.iterdir())) == 20  # never fatal: every frame
+    stats = receivers[0].stats
+    assert stats.bad_args > 0 and stats.posted == 0  # counted as a refused value, never posted
+    assert not record.exists() or not record.read_text().strip()  # nothing reached the bus
+    for f in sorted(out.iterdir()):  # still the first scene (colour), never the grey one
+        a = np.asarray(Image.open(f)).astype(int)
+        assert np.abs(a[..., 0] - a[..., 1]).max() > 1 or np.abs(a[..., 1] - a[..., 2]).max() > 1
+
+
 def test_timed_cues_fire_at_their_time_and_ease_over_their_fade(tmp_path):
     text = HEAD + '''
 [tempo]
@@ -292,6 +341,17 @@ def test_the_demo_piece_loads_and_ends(tmp_path):
     assert {s.transition.kind for s in show.scenes} == {"cut", "crossfade", "fade-through"}
 
 
+def test_timed_cues_that_touch_or_end_the_piece_still_load(tmp_path):
+    cues = ('[[cue]]\nat = 1.0\nfade = 2.0\nset = { "walk.speed" = 2.0 }\n'  # one fade after the other: fine
+            '[[cue]]\nat = 3.0\nfade = "2 beats"\nset = { "walk.speed" = 3.0 }\n'
+            '[[cue]]\nat = 1.5\nfade = 2.0\nset = { "walk.energy" = 0.5 }\n')  # another param: fine
+    assert len(load(tmp_path, HEAD + cues).cues) == 3  # no scenes: any `at`
+    piece = '[[scene]]\nduration = 2.0\n[[scene]]\nduration = 1.0\n'
+    assert scenes.end_of(load(tmp_path, HEAD + piece + cues)) == 4.0  # the last cue at the end, fading past it
+    looping = HEAD.replace("loop = false", "loop = true") + piece + cues.replace("at = 3.0", "at = 30.0")
+    assert scenes.end_of(load(tmp_path, looping)) is None
+
+
 BAD = [
     ('[[scene]]\nduration = -1.0\n', r"scene\[1\].duration must be 0.1..1000000"),
     ('[[scene]]\nduration = "forever"\n', r"scene\[1\].duration must be seconds or \"until cued\""),
@@ -311,6 +371,11 @@ BAD = [
     ('[[cue]]\nfade = "3 minutes"\n', r"\[\[cue\]\] #1: fade must be seconds, \"N beats\""),
     ('[[cue]]\nquantise = "half"\n', r"\[\[cue\]\] #1: quantise must be"),
     ('[tempo]\nquantise = "half"\n', r"tempo.quantise must be"),
+    ('[[cue]]\nat = 1.0\nfade = 2.0\nset = { "walk.speed" = 2.0 }\n[[cue]]\nat = 2.5\nfade = "2 beats"\n'
+     'set = { "walk.speed" = 3.0 }\n', r"\[\[cue\]\] #2: set.walk.speed fades over 2.5..3.5 s, overlapping "
+     r"\[\[cue\]\] #1's fade of it over 1..3 s"),
+    ('[[scene]]\nduration = 1.0\n[[scene]]\nduration = 2.0\n[[cue]]\nat = 3.5\nset = { "walk.speed" = 2.0 }\n',
+     r"\[\[cue\]\] #1: at 3.5 s is after the piece's end \(3 s"),
 ]
 
 
