@@ -210,6 +210,17 @@ class _Bucket:
 QUIET = 10.0  # messages a second a sender may always send, whatever the others do (a cue desk, a fader)
 
 
+
+def fader_values(bus: Bus, snap: Snapshot):
+    """(address, value in the fader's own range, whether that fader set it) for every OSC-bound fader the
+    snapshot holds: what feedback and echo send back to controllers."""
+    for b in bus.bindings:
+        param = bus.params[b.target]
+        if b.scheme != "osc" or param.trigger or b.target not in snap.targets:
+            continue
+        yield b.source[4:], b.unmap(snap.targets[b.target], param), snap.held_by.get(b.target) == b.source
+
+
 class Feedback:
     """Sends param values back to a controller, so its faders follow changes made elsewhere (a cue, another
     fader, the camera), at most `per_second` times a second. A param held by the very address a fader sends
@@ -227,12 +238,8 @@ class Feedback:
             return 0, 0
         self._next = now + self.interval
         sent = errors = 0
-        for b in bus.bindings:
-            param = bus.params[b.target]
-            if b.scheme != "osc" or param.trigger or b.target not in snap.targets:
-                continue
-            address, value = b.source[4:], b.unmap(snap.targets[b.target], param)
-            if snap.held_by.get(b.target) == b.source:
+        for address, value, own in fader_values(bus, snap):
+            if own:
                 self._sent[address] = value  # the fader itself set it
                 continue
             if address in self._sent and abs(self._sent[address] - value) < 1e-6:
@@ -281,12 +288,8 @@ class Echo:
             return 0, 0
         self._next = now + self.interval
         sent = errors = 0
-        for b in bus.bindings:
-            param = bus.params[b.target]
-            if b.scheme != "osc" or param.trigger or b.target not in snap.targets:
-                continue
-            address, value = b.source[4:], b.unmap(snap.targets[b.target], param)
-            mover = self.mover.get(address) if snap.held_by.get(b.target) == b.source else None
+        for address, value, own in fader_values(bus, snap):
+            mover = self.mover.get(address) if own else None
             for peer in self.peers:
                 key = (peer, address)
                 if peer == mover:
