@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import subprocess
@@ -39,25 +40,39 @@ def gl():
     ctx.release()
 
 
+@contextlib.contextmanager
+def x_server(display: str, *screens: str):
+    """A real X server (Xvfb) on `display` with the given screens ("1280x800x24"), taking connections."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (setup.sh installs it with apt)")
+    argv = ["Xvfb", display, "-nolisten", "tcp"]
+    for i, screen in enumerate(screens or ("1280x800x24",)):
+        argv += ["-screen", str(i), screen]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def taking_connections():  # the socket can exist before the server answers: a client then gets nothing
+        from PIL import ImageGrab
+        try:
+            return ImageGrab.grab(xdisplay=display, bbox=(0, 0, 1, 1)) is not None
+        except OSError:
+            return proc.poll() is not None  # it died: say so below rather than wait
+    try:
+        until(taking_connections, 20, f"Xvfb {display}")
+        assert proc.poll() is None, f"Xvfb {display} exited with code {proc.returncode} (display in use?)"
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def xvfb():
     """A real X server for window tests; its DISPLAY is set for this process while it lives."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (setup.sh installs it with apt)")
-    display = f":{90 + os.getpid() % 100}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    socket = Path(f"/tmp/.X11-unix/X{display[1:]}")
-    for _ in range(100):
-        if socket.exists():
-            break
-        time.sleep(0.05)
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = display
-    yield display
-    if old is None:
-        os.environ.pop("DISPLAY", None)
-    else:
-        os.environ["DISPLAY"] = old
-    proc.terminate()
-    proc.wait(timeout=10)
+    with x_server(f":{90 + os.getpid() % 100}") as display:
+        old = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = display
+        yield display
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_SHOW, ROOT, until
+from tests.conftest import DEFAULT_SHOW, ROOT, until, x_server
 
 FAKE_ENGINE = '''
 import json, os, sys, time
@@ -330,23 +330,66 @@ show = "{DEFAULT_SHOW}"
         assert "playing Emoji masquerade" in kiosk.log()  # the engine's own log lines, in the kiosk log
 
 
-def test_closed_hours_show_the_sites_still_and_no_engine(site_dir, xvfb):
-    from PIL import Image, ImageGrab
+def red_still_on(display: str, still_log: Path):
+    """A check that the 200x100 still (pure red) fills its window, wherever the X server placed it."""
+    from PIL import ImageGrab
+
+    def red():
+        try:
+            colours = dict((c, n) for n, c in ImageGrab.grab(xdisplay=display).getcolors(1 << 24))
+        except OSError:  # the X server is not taking connections (yet)
+            return False
+        red.seen = sorted(colours.items(), key=lambda kv: -kv[1])[:3]
+        return colours.get((200, 30, 40), 0) >= 0.95 * 200 * 100
+    red.seen = []
+    red.why = lambda: (f"screen's commonest colours {red.seen}; still.log: "
+                       f"{still_log.read_text(errors='replace')[-500:] if still_log.exists() else 'none'}")
+    return red
+
+
+def test_closed_hours_show_the_sites_still_and_no_engine(site_dir):
+    from PIL import Image
 
     Image.new("RGB", (20, 10), (200, 30, 40)).save(site_dir / "closed.png")
     site = SITE.replace("[engine]\n", '[engine]\nclosed = "closed.png"\nargs = ["--size", "200x100"]\n') + \
         '[hours]\nmon = "closed"\n'  # every day closed
-    with Kiosk(site_dir, site) as kiosk:
+    with x_server(f":{500 + os.getpid() % 200}") as display, \
+            Kiosk(site_dir, site, env={"DISPLAY": display}) as kiosk:  # its own screen: no other test's windows
         state = until(lambda: (s := kiosk.state()) and s.get("mode") == "closed"
                       and any(e["kind"] == "closed" for e in s["events"]) and s, 20, "the closed screen")
         assert not (state.get("child") or {}).get("running")
-
-        def red():  # the 200x100 window filled with the picture, wherever the X server placed it
-            colours = dict((c, n) for n, c in ImageGrab.grab(xdisplay=xvfb).getcolors(1 << 24))
-            return colours.get((200, 30, 40), 0) >= 0.95 * 200 * 100
-        until(red, 20, "the still on the screen")
+        red = red_still_on(display, site_dir / "logs" / "still.log")
+        try:
+            until(red, 20, "the still on the screen")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {red.why()}") from None
     bad = site_dir / "bad.toml"
     bad.write_text(site.replace("closed.png", "missing.png"))
     out = subprocess.run([sys.executable, "-m", "installation.kiosk", str(bad), "--check"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "engine.closed" in out.stderr and "missing.png" in out.stderr
+
+
+def test_a_still_started_before_the_x_server_is_up_appears_once_it_is(site_dir):
+    """SDL quietly falls back to an invisible offscreen window when X cannot be reached (a kiosk booting before
+    its X server, an X server slow to take connections on a loaded machine): the still must not sit there
+    unseen for the whole closed period. It exits with one line instead, and the supervisor tries again."""
+    from PIL import Image
+
+    display = f":{700 + os.getpid() % 200}"
+    still_log = site_dir / "logs" / "still.log"
+    Image.new("RGB", (20, 10), (200, 30, 40)).save(site_dir / "closed.png")
+    site = SITE.replace("[engine]\n", '[engine]\nclosed = "closed.png"\nargs = ["--size", "200x100"]\n') + \
+        '[hours]\nmon = "closed"\n'
+    with Kiosk(site_dir, site, env={"DISPLAY": display}) as kiosk:
+        until(lambda: still_log.exists() and "no usable display" in still_log.read_text(errors="replace"), 30,
+              "the still saying it has no display")
+        with x_server(display, "640x480x24"):
+            red = red_still_on(display, still_log)
+            try:
+                until(red, 30, "the still on the screen once X is up")
+            except AssertionError as e:
+                raise AssertionError(f"{e}: {red.why()}") from None
+            state = kiosk.state()
+            assert state["mode"] == "closed"
+            assert sum("closed screen exited" in e["message"] for e in state["errors"]) == 1  # said once

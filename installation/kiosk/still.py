@@ -6,6 +6,10 @@ A process of its own (pygame only, never torch), started by the supervisor outsi
 stopped when they begin, so the engine and its GPU rest while a projector left on shows something
 intended instead of a desktop. It redraws twice a second at most (an X server may ask it to) and
 otherwise sleeps; a picture that cannot be read gives black, with the reason on stderr.
+
+No reachable display is one line and exit code 2, never SDL's silent fallback to an invisible offscreen
+window: a still started before its X server takes connections would otherwise sit unseen all night, while
+the supervisor, seeing it alive, never tries again.
 """
 
 from __future__ import annotations
@@ -23,12 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
-    pygame.display.init()
-    if args.size:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-        screen = pygame.display.set_mode((w, h), pygame.NOFRAME)
-    else:
-        screen = pygame.display.set_mode((0, 0), pygame.FULLSCREEN)
+    where = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or "none set"
+    try:
+        pygame.display.init()
+        if pygame.display.get_driver() in ("offscreen", "dummy"):
+            raise pygame.error("SDL fell back to an invisible window")
+        if args.size:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            screen = pygame.display.set_mode((w, h), pygame.NOFRAME)
+        else:
+            screen = pygame.display.set_mode((0, 0), pygame.FULLSCREEN)
+    except pygame.error as e:
+        print(f"still: no usable display (DISPLAY={where}): {e}", file=sys.stderr, flush=True)
+        return 2
     pygame.mouse.set_visible(False)
     picture = None
     if args.picture:

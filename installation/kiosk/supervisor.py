@@ -46,6 +46,7 @@ log = logging.getLogger("kiosk")
 engine_log = logging.getLogger("kiosk.engine")
 
 POLL = 0.1  # seconds between loop turns
+STILL_RETRY = (2.0, 60.0)  # first and longest wait between tries to show a closed screen that exits (no display)
 STOP_GRACE = 5.0  # seconds a child gets to quit after SIGTERM before SIGKILL
 USER_ERROR = 2  # the engine's exit status for a bad show or a missing model (engine/cli.py)
 
@@ -160,6 +161,7 @@ class Supervisor:
         self.pending_reload: tuple[float, object] | None = None  # (when a valid edit was seen, the cue then)
         self.checking: tuple[Path, str | None, int, dict] | None = None  # an edit being validated (reload_show)
         self.still: subprocess.Popen | None = None  # the closed-hours screen (installation/kiosk/still.py)
+        self.still_retry_at, self.still_retry_wait, self.still_failed = 0.0, STILL_RETRY[0], False
         self.events: deque[dict] = deque(maxlen=50)
         self.errors: deque[dict] = deque(maxlen=20)
         self.failures = 0  # consecutive
@@ -655,6 +657,18 @@ class Supervisor:
         """Outside opening hours the engine rests and the wall shows black or the site's still."""
         if self.site.closed == "off" or (self.still is not None and self.still.poll() is None):
             return
+        now = time.monotonic()
+        if self.still is not None:  # it exited (no display yet, say): one error, then tries again, backing off
+            if now < self.still_retry_at:
+                return
+            if not self.still_failed:
+                self.error(f"the closed screen exited (code {self.still.returncode}; see still.log): trying again "
+                           f"after {STILL_RETRY[0]:g} s, then less often (at most every {STILL_RETRY[1]:g} s)")
+            self.still_failed = True
+            self.still_retry_wait = min(STILL_RETRY[1], self.still_retry_wait * 2)
+        else:
+            self.still_retry_wait = STILL_RETRY[0]
+        self.still_retry_at = now + self.still_retry_wait
         argv = [sys.executable, "-m", "installation.kiosk.still"]
         argv += [] if self.site.closed == "black" else [self.site.closed]
         size = next((a.split("=", 1)[1] for a in self.site.args if a.startswith("--size=")), None)
@@ -668,11 +682,12 @@ class Supervisor:
         except OSError as e:
             self.error(f"cannot show the closed screen ({' '.join(argv)}): {e}")
             return
-        log.info("closed: showing %s (pid %d)", self.site.closed, self.still.pid)
-        self.event("closed", self.site.closed)
+        if not self.still_failed:  # a retry is not news
+            log.info("closed: showing %s (pid %d)", self.site.closed, self.still.pid)
+            self.event("closed", self.site.closed)
 
     def stop_still(self) -> None:
-        still, self.still = self.still, None
+        still, self.still, self.still_failed = self.still, None, False
         if still is not None and still.poll() is None:
             still.terminate()
             try:
