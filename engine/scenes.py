@@ -297,7 +297,12 @@ class ScenePlayer:
     """The frame source of a show with scenes: the Pipeline interface the loop uses (`generate`, `times`,
     `work_size`, `device`, `controls`, `mirror`, `link`). Offline (`background=False`) every scene's pipeline is
     built before the first frame; live, the first is, and the rest load in a background thread in play order,
-    so a transition finds its scene ready (a cue to a scene still loading waits for it)."""
+    so a transition finds its scene ready (a cue to a scene still loading waits for it).
+
+    A scene whose pipeline cannot be built (a model file that exists but is corrupt, a filter that runs out of
+    memory) is not played: when its turn comes, or a cue names it, the scene on screen plays on, and the failure
+    is in `failed` (scene index -> one line), which the heartbeat carries to the kiosk's status page. The first
+    scene is the exception: a show that cannot draw its opening scene is refused at start, like any show."""
 
     def __init__(self, show: Show, device: str, controls, background: bool = False):
         from engine.pipeline import resolve_device
@@ -309,7 +314,9 @@ class ScenePlayer:
         self.times = StageTimes()
         self.pipelines: list = [None] * len(show.scenes)
         self._ready = [threading.Event() for _ in show.scenes]
-        self._errors: dict[int, BaseException] = {}
+        self.failed: dict[int, str] = {}  # scenes that could not be built: index -> why, in one line
+        self._stand_in: dict[int, int] = {}  # a failed scene -> the scene that was on screen when its turn came
+        self._scene = 0  # the director's scene at the last frame
         self._mirror = self._link = None
         self.loads: list[tuple[int, float]] = []  # (scene number, seconds it took to build), in order
         self._load(0)
@@ -338,21 +345,21 @@ class ScenePlayer:
             pipeline.mirror, pipeline.link = self._mirror, self._link
             self.pipelines[i] = pipeline
             self.loads.append((scene.number, time.perf_counter() - started))
-        except BaseException as e:
+        except Exception as e:  # noqa: BLE001 - whatever a scene's build raises, the scene on screen plays on
             if i == 0:
                 raise
-            self._errors[i] = e
-            log.error("%s could not be built: %s", scene.where, e)
+            self.failed[i] = " ".join(str(e).split())[:300] or type(e).__name__
+            log.error("%s could not be built, it will be skipped (the scene before it plays on): %s", scene.where,
+                      self.failed[i])
         finally:
             self._ready[i].set()
 
     def pipeline(self, i: int):
+        """Scene i's pipeline, waiting for its load; the one on screen instead when scene i failed to build."""
         if not self._ready[i].is_set():
             log.warning("scene %d is still loading: the picture waits for it", i + 1)
             self._ready[i].wait()
-        if i in self._errors:
-            raise self._errors[i]
-        return self.pipelines[i]
+        return self.pipelines[self._stand_in.get(i, i)]
 
     @property
     def mirror(self):
@@ -398,10 +405,16 @@ class ScenePlayer:
         with torch.inference_mode():
             self.controls.frame(tick.t, self)  # the frame's snapshot: its scene commands
             active = self.director.advance(tick.t, self.controls.take_commands())
-            if active.scene != self.current:
-                self._enter(active.scene)
+            if active.scene != self._scene:  # the director moved on: to a scene that may have failed to build
+                self.pipeline(active.scene)  # its load is over
+                if active.scene in self.failed:
+                    self._stand_in[active.scene] = self.current
+                self._scene = active.scene
+            playing = self._stand_in.get(active.scene, active.scene)
+            if playing != self.current:
+                self._enter(playing)
             incoming = self.pipeline(active.scene)
-            if active.previous is None:
+            if active.previous is None or self.pipeline(active.previous) is incoming:
                 image = self._fit(incoming.generate(tick).image)
                 return Frame(tick, image, to_uint8_hwc(image))
             outgoing, tr, u = self.pipeline(active.previous), active.transition, active.progress

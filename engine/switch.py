@@ -82,11 +82,15 @@ class Playing:
 
 
 def scene_of(source) -> dict | None:
-    """The scene a ScenePlayer plays ({"number", "name"}); None for a show without scenes."""
+    """The scene a ScenePlayer plays ({"number", "name"}, and "failed": the scenes that could not be built, each
+    {"number", "name", "error"}, when there are any); None for a show without scenes."""
     if not isinstance(source, scenes.ScenePlayer):
         return None
     scene = source.show.scenes[source.current]
-    return {"number": scene.number, "name": scene.name}
+    playing = {"number": scene.number, "name": scene.name}
+    failed = [{"number": source.show.scenes[i].number, "name": source.show.scenes[i].name, "error": why}
+              for i, why in sorted(source.failed.items())]
+    return {**playing, "failed": failed} if failed else playing
 
 
 class Switcher:

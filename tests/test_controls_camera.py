@@ -140,6 +140,19 @@ def test_a_looping_file_plays_past_its_end(tmp_path):
         assert cam.stats.losses == 0 and cam.stats.connects == 1
 
 
+def test_a_looping_file_replaced_by_a_new_recording_goes_on_with_it(tmp_path):
+    """An installation swaps the loop video (or a test puts a visitor in front of the stand-in camera): at the
+    end of the current pass the new file plays, without a loss."""
+    video = write_video(tmp_path / "room.mp4", square_frames(8, 0))  # a square that never moves: nobody
+    bus = Recorder()
+    with Camera(bus, video, pace=False, loop=True) as cam:
+        until(lambda: cam.stats.reads > 20, what="a few passes of the still room")
+        assert max(v for _, v in bus.values("camera:motion") if v is not None) < 0.05
+        write_video(tmp_path / "visitor.mp4", square_frames(8, 6)).replace(video)
+        until(lambda: any(v is not None and v > 0.3 for _, v in bus.values("camera:motion")), what="motion")
+        assert cam.stats.losses == 0 and cam.stats.connects == 1 and cam.stats.errors == 0
+
+
 def test_a_file_that_ends_is_lost_eases_to_rest_and_reopens_with_back_off(tmp_path):
     video = write_video(tmp_path / "ends.mp4", square_frames(12, 4))
     bus = Recorder()

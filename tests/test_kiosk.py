@@ -41,7 +41,8 @@ while True:
     cue = int(cue_file.read_text()) if cue_file.is_file() else None  # a scene cue the show has fired
     tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), "frames": frames, "t": frames / 30,
                                "fps": 30.0, "show": show.stem, "stage_ms": {"generate": 1.0}, "cue": cue,
-                               **({"thumbnail": heartbeat.with_suffix(".jpg").name} if b.get("thumbnail") else {})}))
+                               **({"thumbnail": heartbeat.with_suffix(".jpg").name} if b.get("thumbnail") else {}),
+                               **({"scene": b["scene"]} if "scene" in b else {})}))
     os.replace(tmp, heartbeat)
     if time.monotonic() - start > b.get("crash_after", 1e9):
         raise RuntimeError("fake crash")

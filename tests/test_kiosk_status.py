@@ -17,6 +17,8 @@ from tests.test_kiosk import SITE, Kiosk, alive, free_port, show_copy
 pytest.importorskip("fastapi", reason="the status page needs the kiosk extra: pip install -e '.[kiosk]'")
 
 TOKEN = "correct-horse-battery"
+SCENE = {"number": 1, "name": "dawn", "failed": [  # the engine's heartbeat part (engine.switch.scene_of)
+    {"number": 2, "name": "noon", "error": "noon.safetensors: not a readable safetensors file"}]}
 
 
 def request(port: int, method: str, path: str, token: str | None = None, body: dict | None = None):
@@ -45,7 +47,7 @@ def kiosk(tmp_path):
     site = SITE.replace("enabled = false", f'host = "127.0.0.1"\nport = {port}').replace(
         'show = "shows/a.toml"', 'show = "shows/a.toml"\n[[playlist]]\nshow = "shows/b.toml"')
     with Kiosk(tmp_path, site, env={"MASQUERADE_KIOSK_TOKEN": TOKEN},
-               behaviour={"a.toml": {"thumbnail": True}}) as k:
+               behaviour={"a.toml": {"thumbnail": True, "scene": SCENE}}) as k:
         k.port = port
         k.playing("a.toml")
         until(lambda: request(port, "GET", "/api/status")[0] == 200 if _up(port) else False, 10, "the page")
@@ -139,6 +141,8 @@ def test_the_page_in_chromium_a_click_without_and_with_the_token(kiosk):
             sync_api.expect(page.locator("#restarts")).to_have_text("0")
             sync_api.expect(page.locator("#stages")).to_have_text("generate 1.0")
             sync_api.expect(page.locator("#showtime")).to_contain_text(" s")
+            sync_api.expect(page.locator("#scene")).to_have_text(  # a scene that failed to load, and why
+                "1 dawn; scene 2 noon could not load and is skipped: noon.safetensors: not a readable safetensors file")
             page.wait_for_function("document.getElementById('thumb').naturalWidth === 32", timeout=10_000)
 
             sync_api.expect(page.locator("#memory")).to_contain_text("MB engine")

@@ -107,3 +107,75 @@ show = "{broken}"
         assert page["switches"] == 3 and page["restarts"] == 0 and page["last_switch"]["longest_gap_ms"] is not None
         status, html = request(port, "GET", "/")
         assert status == 200 and 'id="switches"' in html and 'id="scene"' in html
+
+
+def still_video(path: Path, seconds: float = 1.0, fps: int = 30) -> None:
+    """A camera on an empty room: the same dark frame over and over (no motion, nobody there)."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    for _ in range(round(seconds * fps)):
+        writer.write(np.full((120, 160, 3), 20, np.uint8))
+    writer.release()
+
+
+@pytest.mark.skipif(not Path("/usr/bin/Xvfb").exists(), reason="needs Xvfb (setup.sh)")
+def test_attract_mode_on_and_off_are_switches_inside_the_engine(tmp_path, xvfb):
+    """The camera (a video file through the camera's own code path) sees nobody: the attract show cross-fades
+    in inside the running engine; a visitor walks up (a recording with motion takes the file's place): the
+    playlist show comes back the same way. One engine throughout, no restart."""
+    from tests.test_kiosk_engine import camera_video
+
+    a, _, _ = shows(tmp_path / "shows")
+    camera = tmp_path / "camera.avi"
+    still_video(camera)
+    a.write_text(a.read_text() + f'\n[camera]\nsource = "{camera}"\nloop = true\n')
+    attract = tmp_path / "shows" / "attract.toml"
+    attract.write_text(a.read_text().replace('name = "Show A"', 'name = "Attract"').replace("seed = 2026", "seed = 3"))
+    site = f"""
+name = "Attract"
+[engine]
+args = ["--size", "320x180"]
+safe_show = "{DEFAULT_SHOW}"
+transition = 0.5
+[watchdog]
+heartbeat_timeout = 20
+startup_timeout = 120
+[status]
+enabled = false
+[attract]
+show = "{attract}"
+after = 1.0
+[[playlist]]
+show = "{a}"
+"""
+    with Kiosk(tmp_path, site, fake=False) as kiosk:
+        state = kiosk.playing("a.toml", timeout=120)
+        pid = state["child"]["pid"]
+
+        def playing(name, switches):
+            def ok():
+                s = kiosk.state()
+                beat = s.get("heartbeat") or {}
+                return s if s.get("switches") == switches and not s.get("switching") and beat.get("pid") == pid \
+                    and beat.get("show") == name else None
+            try:
+                return until(ok, 120, f"{name} playing after switch {switches}")
+            except AssertionError as e:
+                s = kiosk.state()
+                beat = s.get("heartbeat") or {}
+                raise AssertionError(f"{e}: switches {s.get('switches')}, attract {s.get('attract')}, presence "
+                                     f"{beat.get('presence')}, camera {(beat.get('devices') or {}).get('camera')}, "
+                                     f"show {beat.get('show')}, events {s.get('events', [])[-4:]}") from None
+
+        state = playing("Attract", 1)  # nobody for a second: the attract show, in the same engine
+        assert state["attract"]["playing"] and state["restarts"] == 0
+        assert any(e["kind"] == "attract" for e in state["events"])
+        moving = tmp_path / "moving.avi"
+        camera_video(moving)
+        moving.replace(camera)  # someone walks up: a new recording at the camera's path
+        state = playing("Show A", 2)
+        assert not state["attract"]["playing"] and state["restarts"] == 0 and state["child"]["pid"] == pid
+        assert any(e["kind"] == "attract-off" for e in state["events"])
+        assert state["last_switch"]["state"] == "done" and state["last_switch"]["longest_gap_ms"] < GAP_BOUND_MS

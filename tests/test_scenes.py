@@ -434,3 +434,25 @@ def test_a_paused_clock_repeats_show_time_and_still_reads_new_events(tmp_path):
     assert p.controls.bus.latest.targets["walk.truncation"] == 0.5
     p.generate(Tick(2, 0.5))
     assert not p.controls.bus.latest.fired("scene.cue")  # fired once, not on every repeated frame
+
+
+def test_a_scene_whose_model_cannot_be_built_is_skipped_and_the_scene_on_screen_plays_on(tmp_path):
+    """The model file is there (so the show loads) but is not a model: live, it fails in the background load; when
+    its turn comes the outgoing scene plays on, the next scene still comes in, and the heartbeat says why."""
+    from engine.switch import scene_of
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}" + bytes(64))
+    text = FOUR.replace('name = "two"\n', f'name = "two"\nmodel = {{ path = "{broken}" }}\n')
+    show = load(tmp_path, text)
+    player = scenes.build(show, "cpu", background=True)
+    one, _, three, _ = (alone(s) if i != 1 else None for i, s in enumerate(show.scenes))
+    frames = {round(i / 10, 3): image(player, i / 10) for i in range(0, 30)}
+    assert list(player.failed) == [1] and "broken.safetensors" in player.failed[1]
+    for t in (1.0, 1.2, 1.5, 1.9):  # scene two's turn: scene one, as drawn alone, plays on
+        torch.testing.assert_close(frames[t], image(one, t))
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand_as(frames[2.2])
+    torch.testing.assert_close(frames[2.1], image(one, 2.1) * 0.5 + red * 0.5, atol=1e-6, rtol=0)  # one -> three
+    torch.testing.assert_close(frames[2.5], image(three, 2.5))
+    assert scene_of(player) == {"number": 3, "name": "three", "failed": [
+        {"number": 2, "name": "two", "error": player.failed[1]}]}

@@ -199,11 +199,11 @@ def _is_file(source) -> bool:
 class Camera(Source):
     """A camera, video file or stream posting `camera:*` features. Never raises after `start()`.
 
-    `source`: a device index, a file path or a URL. `loop`: a file starts again at its end instead of
-    being lost (without it, a file that ended stays lost: a reconnect does not play it again, but a new
-    file put at the path does). `pace`: a
-    file plays at its own frame rate (as a camera would deliver it); False reads it
-    as fast as it decodes (tests). `mirror_width`: the width `latest_image()` is kept at (0: not kept).
+    `source`: a device index, a file path or a URL. `loop`: a file starts again at its end (or, when a new
+    recording has been put at the path meanwhile, that one starts) instead of being lost (without it, a file
+    that ended stays lost: a reconnect does not play it again, but a new file put at the path does). `pace`: a
+    file plays at its own frame rate (as a camera would deliver it); False reads it as fast as it decodes
+    (tests). `mirror_width`: the width `latest_image()` is kept at (0: not kept).
     """
 
     kind = "camera"
@@ -254,7 +254,11 @@ class Camera(Source):
         ok, frame = self._cap.read()
         if not ok or frame is None:
             if self.is_file and self.loop and self._stats.reads:
-                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                if self._replaced():  # a new recording at the path: the loop goes on with it, from its start
+                    self._close()
+                    self._open()
+                else:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 ok, frame = self._cap.read()
             if not ok or frame is None:
                 self.reason = "end of file" if self.is_file else "read failed (unplugged?)"
@@ -274,6 +278,14 @@ class Camera(Source):
             small = cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
             self._image = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)  # one reference assignment: safe to read
         return True
+
+    def _replaced(self) -> bool:
+        """Whether the file at the path is another one than the one playing (a new recording put in its place)."""
+        try:
+            st = os.stat(self.source)
+        except OSError:
+            return False  # gone: the open copy loops on; a reopen would lose the camera for nothing
+        return (st.st_ino, st.st_mtime_ns) != self._playing
 
     def _close(self) -> None:
         if self._cap is not None:

@@ -218,7 +218,10 @@ async function refresh() {
     (!ls ? '' : `; last: ${file(ls.show)} ${ls.state}` + (ls.seconds != null ? ` in ${ls.seconds.toFixed(1)} s, ` +
       `longest frame gap ${ls.longest_gap_ms.toFixed(0)} ms (${ls.frames} frames)` : '') +
       (ls.error ? `: ${ls.error}` : ''));
-  $('scene').textContent = hb.scene ? `${hb.scene.number} ${hb.scene.name}` : 'none (no scenes)';
+  const failed = (hb.scene && hb.scene.failed) || [];  // scenes that could not be built: skipped, the show went on
+  $('scene').textContent = (hb.scene ? `${hb.scene.number} ${hb.scene.name}` : 'none (no scenes)') +
+    failed.map((f) => `; scene ${f.number} ${f.name} could not load and is skipped: ${f.error}`).join('');
+  $('scene').className = failed.length ? 'bad' : '';
   $('hours').textContent = (st.open ? 'open' : 'closed') + (st.next_change ? ' until ' + st.next_change : '');
   $('cue').textContent = hb.cue ? 'cue ' + hb.cue : 'none';
   const devices = hb.devices || {};
