@@ -75,3 +75,16 @@ def test_display_that_does_not_exist(xvfb):
     result = masquerade("run", DEFAULT_SHOW, "--display", 5, timeout=60)
     assert result.returncode == 2
     assert "--display 5: this machine has 1 display(s)" in result.stderr
+
+
+def test_commands_that_need_no_model_start_without_importing_torch():
+    """`masquerade --help`, `weights list`, `kiosk --check` and the like answer at once: building the command
+    parser must not import torch (5 s of a 2-core machine's time for every call, before anything happens)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, engine.cli\n"
+            "try:\n    engine.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'cv2', 'moderngl'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:] + out.stderr[-500:]

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where used: every `masquerade` command builds this parser, most need no torch
+    import torch
 
 
 def add_parser(sub) -> None:
@@ -78,6 +80,8 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.action == "add":
         (name,) = _want(args, 1, "NAME")
+        import torch
+
         z = torch.randn(1, g.z_dim, generator=torch.Generator().manual_seed(args.seed))
         w = g.mapping(z, None)[0, 0] if w_dim is not None and not getattr(g, "c_dim", 0) else None
         marks.add(name, z[0], w)
