@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure docs/performance.md waits for, in one run of under 8 minutes on one H100/H200 (issue 19):
+# Every GPU figure docs/performance.md waits for, in one run of about 8 minutes on one H100/H200 (issue 19):
 #   1. bench/generators.py --device cuda: StyleGAN2 config F at 256/512/1024 px, random weights built by the
 #      project's own code: eager fp32, bf16, fp16 at batch 1 and 8; then compile fp16 and compile fp16 + CUDA
 #      graphs at batch 1 (a cold compile takes tens of seconds a net: what the step's timeout leaves out is
@@ -8,6 +8,10 @@
 #      3840x2160 (fp16 generator, the SR under its own fp16 autocast), ms a frame
 #   3. bench/render.py at 1920x1080 on cuda: the overlapped render against --no-overlap, in one run
 #   4. bench/filters.py on cuda at 64, 256, 512 and 1080p input
+#   5. bench/frame_upload.py on cuda at 1920x1080: the live loop's stages headless on EGL with the host upload and
+#      with CUDA-OpenGL interop (engine/frame_texture.py), the ratio in one run, and interop's composited pixels
+#      checked equal to the host's (the step fails when they differ; needs `pip install -e '.[cuda]'` and the EGL
+#      context on the NVIDIA GPU, else its line says why interop did not run)
 # Each step has its own timeout; a step that fails or times out is a row saying so, and the rest go on.
 # The result is one markdown table on stdout, and in $OUT/gpu-bench.md when $OUT is set.
 #
@@ -34,7 +38,8 @@ if [ "$SMOKE" = 1 ]; then
   WIDTH=small
   RENDER=(--size 256x144 --seconds 0.5 --fps 12 --workers)
   FILTERS=(--device cpu --sizes 64 --repeats 1 --only grade)
-  T_GEN=120 T_COMPILE=240 T_SR=120 T_RENDER=120 T_FILTERS=120
+  UPLOAD=(--device cpu --size 256x144 --frames 6)
+  T_GEN=120 T_COMPILE=240 T_SR=120 T_RENDER=120 T_FILTERS=120 T_UPLOAD=120
 else
   DEVICE=cuda
   GEN=(--device cuda --sizes 256,512,1024 --widths f --batches 1,8 --repeats 10 --only StyleGAN2)
@@ -44,7 +49,8 @@ else
   WIDTH=f
   RENDER=(--device cuda --size 1920x1080 --seconds 4 --fps 30 --workers)
   FILTERS=(--device cuda --sizes 64,256,512,1080 --repeats 3)
-  T_GEN=45 T_COMPILE=200 T_SR=40 T_RENDER=70 T_FILTERS=80  # 445 s at most: with start-up, under 8 minutes
+  UPLOAD=(--device cuda --size 1920x1080 --frames 240)
+  T_GEN=45 T_COMPILE=200 T_SR=40 T_RENDER=70 T_FILTERS=80 T_UPLOAD=40  # 485 s at most, with start-up about 8 min
 fi
 
 ROWS="$WORK/rows"
@@ -114,6 +120,7 @@ step "generators, compiled" "$T_COMPILE" "$PY" bench/generators.py "${COMPILE[@]
 step "generator + x4 SR" "$T_SR" "$PY" "$WORK/sr.py" "$DEVICE" "$WIDTH" $SR_SIZES
 step "render" "$T_RENDER" "$PY" bench/render.py "${RENDER[@]}"
 step "filters" "$T_FILTERS" "$PY" bench/filters.py "${FILTERS[@]}"
+step "frame upload" "$T_UPLOAD" "$PY" bench/frame_upload.py "${UPLOAD[@]}"
 cat "$ROWS" >> "$WORK/table"
 
 cat "$WORK/table"

@@ -2,7 +2,7 @@
 run: milliseconds per frame of each, the ratio, and the largest pixel difference (0..1 scale).
 
     bash bench/peers_setup.sh /tmp/peers SG2ADA_GIT SG3_GIT    # once: a scratch venv + NVlabs' checkouts
-    .venv/bin/python bench/peers.py [--only paper256] [--batches 1,8] [--rounds 3] [--repeats 2]
+    .venv/bin/python bench/peers.py [--only paper256] [--batches 1,8] [--rounds 3] [--repeats 2] [--profile]
 
 NVlabs' code runs in a subprocess of their venv (bench/peers_nvlabs.py, which imports it from the
 checkouts: `--sg2ada`/`MASQ_SG2ADA`, `--sg3`/`MASQ_SG3`, python `--peer-python`/`MASQ_PEERS_PYTHON`);
@@ -11,7 +11,10 @@ loads it with their loader; ours loads the same file with `nvlabs_pickle` (the p
 round times NVlabs then Masquerade, the next round the other way round; the figures are medians over
 all calls after one warm-up call each (frames are batch-1 calls, or batch-8 calls divided by 8). Both
 sides run float32 with constant noise and truncation 1, torch with the same thread count; the machine's
-load (`uptime`) is printed, since only ratios within one run compare.
+load (`uptime`) is printed, since only ratios within one run compare. Masquerade is timed twice: eager
+(lockstep runs and renders) and compiled (a live show once its background compile is done, `[model]
+compile = "auto"`; `--no-compile` leaves it out); "compile s" is its first call, compile included (seconds
+from inductor's cache in the user's cache folder once a model has been compiled).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.generators.nvlabs_pickle import load_nvlabs_pickle  # noqa: E402
+from engine.generators.speed import Speed, accelerate  # noqa: E402
 
 SG2 = "training.networks"  # stylegan2-ada-pytorch
 SG3 = "training.networks_stylegan3"  # stylegan3
@@ -94,6 +98,17 @@ def ours_time(g, z: torch.Tensor, repeats: int) -> tuple[list[float], torch.Tens
     return seconds, first
 
 
+def conv_share(call, *args) -> tuple[float, float]:
+    """One profiled call: (milliseconds inside convolution ops (their self time), the call's milliseconds)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        call(*args)
+        call_ms = (time.perf_counter() - start) * 1000
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if "conv" in e.key) / 1000, call_ms
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sg2ada", default=os.environ.get("MASQ_SG2ADA"), help="checkout of NVlabs/stylegan2-ada-pytorch")
@@ -104,6 +119,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batches", default=None, help="e.g. 1,8 (default: each model's own)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2, help="timed calls per side per round")
+    ap.add_argument("--no-compile", action="store_true", help="time Masquerade eager only")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timings, one profiled call each: the share of its time spent in convolutions")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -111,7 +129,8 @@ def main(argv=None) -> None:
     peers: dict[str, Peer] = {}
     print(f"# peers: torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"load {os.getloadavg()[0]:.2f}")
-    print(f"{'model':16} {'batch':>5} {'NVlabs ms':>10} {'ours ms':>9} {'ratio':>6} {'max diff':>9}")
+    print(f"{'model':16} {'batch':>5} {'NVlabs ms':>10} {'eager ms':>9} {'ratio':>6} {'compiled':>9} {'ratio':>6} "
+          f"{'max diff':>9} {'compile s':>9}")
     for name, (repo_key, module, kwargs, default_batches) in MODELS.items():
         if args.only not in name:
             continue
@@ -128,6 +147,10 @@ def main(argv=None) -> None:
         peer.ask(cmd="load", pkl=str(pkl))
         g, _ = load_nvlabs_pickle(pkl)
         g = g.eval().requires_grad_(False)
+        gc = None
+        if not args.no_compile:  # a second copy, compiled as a live show's is once warm
+            gc = accelerate(load_nvlabs_pickle(pkl)[0].eval().requires_grad_(False), torch.device("cpu"),
+                            Speed(compile=True))
         for batch in [int(b) for b in (args.batches or default_batches).split(",")]:
             z = np.random.RandomState(batch).randn(batch, kwargs["z_dim"]).astype(np.float32)
             np.save(work / "z.npy", z)
@@ -135,17 +158,30 @@ def main(argv=None) -> None:
             theirs_img, ours_img = work / f"{name}_b{batch}_nvlabs.npy", None
             peer.ask(cmd="time", z=str(work / "z.npy"), repeats=1, image=str(theirs_img))  # warm-up + image
             _, ours_img = ours_time(g, zt, 1)
-            theirs_s, ours_s = [], []
+            compile_s, fast_img = ours_time(gc, zt, 1) if gc is not None else ([float("nan")], ours_img)
+            times = {"nv": [], "us": [], "fast": []}
+            sides = ("nv", "us", "fast") if gc is not None else ("nv", "us")
             for r in range(args.rounds):
-                for side in (("nv", "us") if r % 2 == 0 else ("us", "nv")):
+                for side in (sides if r % 2 == 0 else sides[::-1]):
                     if side == "nv":
-                        theirs_s += peer.ask(cmd="time", z=str(work / "z.npy"), repeats=args.repeats)["seconds"]
+                        times[side] += peer.ask(cmd="time", z=str(work / "z.npy"), repeats=args.repeats)["seconds"]
                     else:
-                        ours_s += ours_time(g, zt, args.repeats)[0]
-            nv_ms = statistics.median(theirs_s) * 1000 / batch
-            us_ms = statistics.median(ours_s) * 1000 / batch
-            diff = float(np.abs(np.load(theirs_img) - ours_img.numpy()).max())
-            print(f"{name:16} {batch:5d} {nv_ms:10.1f} {us_ms:9.1f} {nv_ms / us_ms:6.2f} {diff:9.2e}", flush=True)
+                        times[side] += ours_time(g if side == "us" else gc, zt, args.repeats)[0]
+            nv_ms = statistics.median(times["nv"]) * 1000 / batch
+            us_ms = statistics.median(times["us"]) * 1000 / batch
+            fast_ms = statistics.median(times["fast"]) * 1000 / batch if gc is not None else float("nan")
+            theirs = np.load(theirs_img)
+            diff = max(float(np.abs(theirs - img.numpy()).max()) for img in (ours_img, fast_img))
+            print(f"{name:16} {batch:5d} {nv_ms:10.1f} {us_ms:9.1f} {nv_ms / us_ms:6.2f} {fast_ms:9.1f} "
+                  f"{nv_ms / fast_ms:6.2f} {diff:9.2e} {compile_s[0]:9.1f}", flush=True)
+            if args.profile:  # what bounds the ratio: convolutions are the same oneDNN calls on both sides
+                nv = peer.ask(cmd="time", z=str(work / "z.npy"), repeats=1, profile=True)
+                shares = [("NVlabs", nv["conv_ms"], nv["call_ms"])]
+                for label, model in (("eager", g), ("compiled", gc)):
+                    if model is not None:
+                        shares.append((label, *conv_share(model, zt)))
+                print("#   convolutions: " + ", ".join(f"{label} {conv:.0f} of {call:.0f} ms ({conv / call:.0%})"
+                                                       for label, conv, call in shares), flush=True)
     for peer in peers.values():
         peer.close()
     print(f"# load after: {os.getloadavg()[0]:.2f}")

@@ -8,7 +8,9 @@ Requests: {"cmd": "build", "module": "training.networks_stylegan3", "kwargs": {.
 writes a pickle the way NVlabs' training loop does (G, G_ema, D=None, ...), with random weights and
 non-zero biases and noise strengths; {"cmd": "load", "pkl": "x.pkl"} loads one with NVlabs' own loader;
 {"cmd": "time", "z": "z.npy", "repeats": 3, "image": "img.npy"} renders z (truncation 1, constant
-noise, float32) and answers the seconds of each call, saving the first image in [0, 1].
+noise, float32) and answers the seconds of each call, saving the first image in [0, 1]; with "profile": true
+it also answers the milliseconds of the last call spent in convolutions ("conv_ms", torch.profiler's self time of
+every op whose name has "conv" in it) and the call's own milliseconds ("call_ms").
 """
 
 import argparse
@@ -22,6 +24,18 @@ import time
 
 import numpy as np
 import torch
+
+
+def conv_share(call, *args, **kwargs) -> dict:
+    """One profiled call: its milliseconds, and those spent inside convolution ops (their self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        call(*args, **kwargs)
+        call_ms = (time.perf_counter() - start) * 1000
+    conv_us = sum(e.self_cpu_time_total for e in prof.key_averages() if "conv" in e.key)
+    return {"conv_ms": conv_us / 1000, "call_ms": call_ms}
 
 
 def main() -> None:
@@ -57,7 +71,7 @@ def main() -> None:
         elif req["cmd"] == "time":
             z = torch.from_numpy(np.load(req["z"]))
             c = torch.zeros(z.shape[0], G.c_dim)
-            seconds = []
+            seconds, answer = [], {}
             with torch.no_grad():
                 for i in range(req["repeats"]):
                     start = time.perf_counter()
@@ -65,7 +79,9 @@ def main() -> None:
                     seconds.append(time.perf_counter() - start)
                     if i == 0 and req.get("image"):
                         np.save(req["image"], ((img + 1) / 2).clamp(0, 1).numpy())
-            print(json.dumps({"seconds": seconds}), flush=True)
+                if req.get("profile"):
+                    answer = conv_share(G, z, c, truncation_psi=1, noise_mode="const", force_fp32=True)
+            print(json.dumps({"seconds": seconds, **answer}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Frames per second of an offline render: one process overlapped, one process --no-overlap, and Ray with 1 and 2
-workers, in one run.
+"""Frames per second of an offline render: one process --no-overlap, overlapped at batch 1 and at batch 4, and Ray
+with 1 and 2 workers, in one run.
 
     .venv/bin/python bench/render.py [--show shows/default.toml] [--size 1920x1080] [--seconds 2] [--out mp4|png]
-                                     [--device auto] [--workers 1 2 | --workers (no Ray)]
+                                     [--device auto] [--batch 4] [--workers 1 2 | --workers (no Ray)]
 
 "overlapped" is `masquerade render` (engine/offline.py: generation, GL compositing with asynchronous read-back and
-encoding at once); "--no-overlap" draws and writes one frame after the other, the same frames; ratios are to it.
+encoding at once), at `--batch 1` and at `--batch N` (N frames of show time through the generator and filters at
+once, the default 4); "--no-overlap" draws and writes one frame after the other at batch 1, the frames before issue
+19; ratios are to it, and the batch's own ratio (batch N over batch 1, both overlapped) is printed apart.
 
 Each figure is the whole render (chunks drawn, gathered in order, written by the driver: H.264 for mp4,
 PNG files for png) over the frame count. The Ray session is started once before timing (its start-up,
@@ -39,6 +41,7 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--out", choices=["mp4", "png"], default="mp4")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch", type=int, default=4, help="the batched run's batch (the other is 1)")
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="Ray runs (none: --workers alone)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -59,10 +62,12 @@ def main() -> None:
 
         render(show, target("warm-up"), 3 / args.fps, size, args.fps, device=args.device, progress=False)  # caches
 
-        for name, overlap in (("--no-overlap", False), ("overlapped", True)):
+        runs = (("--no-overlap", False, 1), ("overlapped, batch 1", True, 1),
+                (f"overlapped, batch {args.batch}", True, args.batch))
+        for i, (name, overlap, batch) in enumerate(runs):
             started = time.perf_counter()
-            render(show, target(name.strip("-")), args.seconds, size, args.fps, device=args.device, progress=False,
-                   overlap=overlap)
+            render(show, target(f"run{i}"), args.seconds, size, args.fps, device=args.device, progress=False,
+                   overlap=overlap, batch=batch)
             results[name] = frames / (time.perf_counter() - started)
         for n in args.workers:
             started = time.perf_counter()
@@ -77,7 +82,9 @@ def main() -> None:
     print(f"{args.show} at {size[0]}x{size[1]}, {frames} frames to {args.out}, device {args.device}, "
           f"{os.cpu_count()} CPU cores, load average {load}{ray_note}")
     for name, fps in results.items():
-        print(f"  {name:<16} {fps:6.2f} frames/s   x{fps / base:.2f}")
+        print(f"  {name:<21} {fps:6.2f} frames/s   x{fps / base:.2f}")
+    batched = results[f"overlapped, batch {args.batch}"] / results["overlapped, batch 1"]
+    print(f"  batch {args.batch} over batch 1 (both overlapped): x{batched:.2f}")
 
 
 if __name__ == "__main__":

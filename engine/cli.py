@@ -1,4 +1,4 @@
-"""The `masquerade` command: run, render, models, data, train, train-sr, inspect.
+"""The `masquerade` command: run, render, models, data, train, train-sr, train-style, inspect.
 
 User errors (a bad show, a missing model, a malformed size) print one line and exit with status 2;
 a traceback means a bug in Masquerade, not in the user's files.
@@ -164,15 +164,16 @@ def cmd_render(args) -> None:
         if show.scenes or any(c.at is not None for c in show.cues):
             raise UsageError("--workers: scenes and timed cues are drawn in one process (each frame depends on "
                              "the scene changes before it); render this show without --workers")
-
-        render_distributed(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps,
-                           device=args.device, progress=not args.quiet, replay=args.replay,
-                           workers=args.workers or 2, address=args.ray)
-        return
     with _StopOnSignals() as signals:
         try:
-            render(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps, device=args.device,
-                   progress=not args.quiet, replay=args.replay, stop=signals.event, overlap=not args.no_overlap)
+            if args.workers or args.ray:
+                render_distributed(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps,
+                                   device=args.device, progress=not args.quiet, replay=args.replay,
+                                   workers=args.workers or 2, address=args.ray, stop=signals.event)
+            else:
+                render(show, args.output, seconds=args.seconds, size=args.size, fps=args.fps, device=args.device,
+                       progress=not args.quiet, replay=args.replay, stop=signals.event,
+                       overlap=not args.no_overlap, batch=args.batch)
         except RenderInterrupted as e:
             e.exit_status = 128 + (signals.signum or signal.SIGINT)  # 130 for SIGINT, 143 for SIGTERM
             raise
@@ -242,6 +243,9 @@ def cmd_train(args) -> None:
         raise UsageError("train needs one data folder: masquerade train DATA --out RUN (or --data DATA)")
     if args.init and not args.init.is_file():
         raise UsageError(f"--from {args.init}: no such model file")
+    for flag, rate in (("--lr", args.lr), ("--g-lr", args.g_lr)):
+        if not 0 <= rate < float("inf"):
+            raise UsageError(f"{flag} {rate:g}: a learning rate is 0 (the architecture's own) or more")
     if args.device.startswith("cuda"):
         import torch
 
@@ -257,7 +261,8 @@ def cmd_train(args) -> None:
                       init=str(args.init or ""), kimg=args.kimg or 0.0, snapshot_kimg=args.snapshot_kimg or 0.0,
                       augment=args.augment, ada_target=args.ada_target, ada_kimg=args.ada_kimg,
                       r1_gamma=-1.0 if args.r1_gamma is None else args.r1_gamma, pl_weight=args.pl_weight,
-                      lr=args.lr, loss=args.loss, recon=args.recon, snapshot_minutes=args.snapshot_minutes or 0.0)
+                      lr=args.lr, g_lr=args.g_lr, loss=args.loss, recon=args.recon,
+                      snapshot_minutes=args.snapshot_minutes or 0.0)
     if not Path(cfg.data).is_dir():
         raise UsageError(f"{cfg.data}: no such data folder")
     if args.nproc > 1:
@@ -295,6 +300,35 @@ def cmd_train_sr(args) -> None:
                         num_conv=args.num_conv, clipart=args.clipart, procedural=args.procedural,
                         snapshot_every=args.snapshot_every, seed=args.seed, threads=args.threads)
     print(f"latest snapshot: {SRTrainer(cfg).run()}")
+
+
+def cmd_train_style(args) -> None:
+    from engine.training import style_image
+
+    out = args.output
+    if out.suffix != ".safetensors":
+        raise UsageError(f"-o {out}: the style is written as a .safetensors file (e.g. -o my-style.safetensors)")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out}: already exists; --force to overwrite it")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: not a folder")
+    if not 32 <= args.size <= 1024:
+        raise UsageError(f"--size {args.size}: expected 32 to 1024 px")
+    style_image.check_style_image(args.image)  # one line naming the file, before anything is loaded
+    if args.content is not None and not args.content.is_dir():
+        raise UsageError(f"--content {args.content}: no such folder")
+    minutes = args.minutes if args.minutes is not None else (None if args.steps else 5.0)
+    cfg = style_image.StyleConfig(
+        image=str(args.image), out=str(out), size=args.size, minutes=minutes, steps=args.steps,
+        content=str(args.content or ""), style_weight=args.style_weight, content_weight=args.content_weight,
+        tv_weight=args.tv_weight, seed=args.seed, threads=args.threads,
+        command="masquerade " + style_image.command_line(sys.argv[1:]))
+    result = style_image.train(cfg)
+    print(f"wrote {out} ({result['steps']} steps, {result['seconds'] / 60:.1f} min), {result['sheet']}, "
+          f"{result['card']}")
+    if result["interrupted"]:
+        print("interrupted: saved the weights of the last step", file=sys.stderr)
+        raise KeyboardInterrupt
 
 
 def cmd_controllers(args) -> None:
@@ -419,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ren.add_argument("--no-overlap", action="store_true", help="draw and write one frame after the other (the "
                                                                "same frames, slower: for comparison)")
+    ren.add_argument("--batch", type=_positive_int, help="frames of show time generated at once (default 4; a "
+                                                        "stateful filter, mirror mode or scenes make it 1, said in "
+                                                        "the log); within 1/255 of --batch 1")
     ren.add_argument("--replay", type=Path, help="a set recorded with `run --record`: re-render that performance")
     ren.add_argument("--workers", type=_positive_int, help="render on Ray with N tasks at a time (pip install "
                                                           "'masquerade[distributed]'); the same frames")
@@ -489,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--recon", type=float, default=1.0,
                     help="lightweight-gan: weight of the discriminator's reconstruction loss (0: off)")
     tr.add_argument("--lr", type=float, default=0.0, help="0: the architecture's own (2e-4 DCGAN, 2.5e-3 StyleGAN2)")
+    tr.add_argument("--g-lr", type=float, default=0.0,
+                    help="the generator's rate (0: --lr's, a quarter of it for lightweight-gan)")
     tr.add_argument("--nproc", type=_positive_int, default=1,
                     help="data-parallel processes on this machine (gloo); or launch under torchrun")
     tr.set_defaults(func=cmd_train)
@@ -518,6 +557,28 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--threads", type=int, default=0)
     sr.set_defaults(func=cmd_train_sr)
 
+    st = sub.add_parser("train-style", help="train a style for the `style` filter from any picture (fast neural "
+                                            "style; a few minutes on a CPU; more options: python -m "
+                                            "engine.training.style_image --help)")
+    st.add_argument("--image", type=Path, required=True, help="the style picture (PNG, JPEG, ...)")
+    st.add_argument("-o", "--output", type=Path, required=True,
+                    help="OUT.safetensors; OUT-sheet.png (before / after) and OUT.md (model card) beside it")
+    st.add_argument("--minutes", type=_positive_float, help="train this long (default 5, or none with --steps)")
+    st.add_argument("--steps", type=_positive_int, help="train this many steps (and stop at --minutes if given)")
+    st.add_argument("--size", type=_positive_int, default=256,
+                    help="content frame size in px: the size the filter runs at in the show (default 256)")
+    st.add_argument("--content", type=Path, help="a folder of your own pictures as content (default: frames of "
+                                                  "shows/default.toml through its super-resolution)")
+    st.add_argument("--style-weight", type=_positive_float, default=2.0, help="more: bolder style (default 2)")
+    st.add_argument("--content-weight", type=_positive_float, default=1.0,
+                    help="more: the frame's shapes kept (default 1)")
+    st.add_argument("--tv-weight", type=_non_negative_float, default=0.2, help="smoothness (default 0.2)")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a busy machine; "
+                                                           "0: PyTorch's default, all cores)")
+    st.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    st.set_defaults(func=cmd_train_style)
+
     from engine.controllers import names as controller_apps
 
     ctl = sub.add_parser("controllers", help="write a controller layout for the OSC address space: TouchOSC "
@@ -538,8 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     mid.set_defaults(func=cmd_midi)
 
     from engine.latent import bookmarks_command
+    from engine.weights import command as weights_command
 
     bookmarks_command.add_parser(sub)
+    weights_command.add_parser(sub)
     return p
 
 

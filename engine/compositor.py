@@ -21,6 +21,7 @@ import moderngl
 import numpy as np
 
 from engine.errors import MasqueradeError
+from engine.frame_texture import HostUpload
 
 SHADERS = Path(__file__).resolve().parent.parent / "assets" / "shaders"
 
@@ -84,7 +85,8 @@ class Trail:
 
 class Compositor:
     def __init__(self, ctx: moderngl.Context, size: tuple[int, int], source: tuple[int, int],
-                 fit: str = "contain", upscale: str = "lanczos", background=(0.0, 0.0, 0.0)):
+                 fit: str = "contain", upscale: str = "lanczos", background=(0.0, 0.0, 0.0), upload=None):
+        """`upload`: how frames reach the texture (engine/frame_texture.py: `choose`); default the host upload."""
         self.ctx = ctx
         self.fit, self.background = fit, tuple(background)
         self.kind = upscale
@@ -94,7 +96,7 @@ class Compositor:
         self.vao = ctx.vertex_array(self.program, [])
         self.frames = [self._texture(source) for _ in range(2)]  # older, newer
         self._uploaded: list[object] = [None, None]  # which Frame each texture holds
-        self.pbo = ctx.buffer(reserve=source[0] * source[1] * 3)
+        self.uploader = upload if upload is not None else HostUpload(ctx, source)
         self.trail_program = None  # built on the first frame with a trail
         self.resize(size)
 
@@ -131,13 +133,12 @@ class Compositor:
         return self._weight_textures[key]
 
     def upload(self, slot: int, frame) -> None:
-        """Frame's uint8 RxRx3 pixels into texture `slot`, through a pixel buffer object."""
+        """Frame's uint8 RxRx3 pixels (host array or CUDA tensor) into texture `slot`, by the frame upload."""
         if self._uploaded[slot] is frame:
             return
         rgb = frame.rgb
-        assert rgb.shape == (self.source[1], self.source[0], 3), f"frame is {rgb.shape}, expected {self.source}"
-        self.pbo.write(np.ascontiguousarray(rgb))
-        self.frames[slot].write(self.pbo, alignment=1)
+        assert tuple(rgb.shape) == (self.source[1], self.source[0], 3), f"frame is {rgb.shape}, expected {self.source}"
+        self.uploader.upload(self.frames[slot], rgb)
         self._uploaded[slot] = frame
 
     def _release_trail(self) -> None:
@@ -226,7 +227,7 @@ class Compositor:
     def release(self) -> None:
         """Free its GL objects (a show switch to another work size builds a new compositor)."""
         self._release_trail()
-        things = [self.program, self.vao, *self.frames, self.pbo, self.fbo, self.color, self.middle,
+        things = [self.program, self.vao, *self.frames, self.uploader, self.fbo, self.color, self.middle,
                   self.middle_fbo, *self._weight_textures.values()]
         if self.trail_program is not None:
             things += [self.trail_program, self.trail_vao]

@@ -136,13 +136,17 @@ def connect(workers: int, address: str | None = None) -> bool:
 
 def render_distributed(show: Show, out: Path, seconds: float, size=None, fps: float | None = None,
                        device: str = "auto", progress: bool = True, replay: Path | None = None,
-                       workers: int = 2, address: str | None = None, chunk: int | None = None) -> int:
-    """`engine.loop.render`, with the frames drawn by Ray tasks `workers` at a time and written in order."""
+                       workers: int = 2, address: str | None = None, chunk: int | None = None,
+                       stop=None) -> int:
+    """`engine.loop.render`, with the frames drawn by Ray tasks `workers` at a time and written in order.
+    `stop` (a threading.Event, set by SIGINT/SIGTERM) ends it between chunks as `render` ends between frames:
+    RenderInterrupted, the chunks written so far kept in the partial file, the tasks in flight cancelled."""
     from tqdm import tqdm
 
     from engine import sinks
     from engine.clock import FixedStep
     from engine.controls.record import Recording
+    from engine.loop import RenderInterrupted
     from engine.sinks.video import Writer as VideoWriter
     from engine.sinks.video import mux_audio
 
@@ -170,15 +174,17 @@ def render_distributed(show: Show, out: Path, seconds: float, size=None, fps: fl
         clock, sink = FixedStep(fps), sinks.for_path(out, fps, size)
         waiting: dict = {}  # object ref -> chunk number, at most `workers` in flight
         done: dict[int, object] = {}
-        submitted = written = 0
+        submitted = written = frames_written = 0
         with tqdm(total=total, disable=not progress, unit="frame", desc=f"render {out.name} on Ray") as bar:
             try:
                 while written < len(ranges):
                     while submitted < len(ranges) and len(waiting) < workers:
-                        start, stop = ranges[submitted]
-                        waiting[task.remote(show_ref, start, stop, fps, size, device, recording)] = submitted
+                        first, end = ranges[submitted]
+                        waiting[task.remote(show_ref, first, end, fps, size, device, recording)] = submitted
                         submitted += 1
-                    ready, _ = ray.wait(list(waiting), num_returns=1)
+                    ready, _ = ray.wait(list(waiting), num_returns=1, timeout=0.2)  # a signal is seen within 0.2 s
+                    if stop is not None and stop.is_set():
+                        raise RenderInterrupted(frames_written, total, None)
                     for ref in ready:
                         k = waiting.pop(ref)
                         done[k] = ref
@@ -187,7 +193,12 @@ def render_distributed(show: Show, out: Path, seconds: float, size=None, fps: fl
                         frames = ray.get(done.pop(written))
                         for j, rgb in enumerate(frames):
                             sink.write(rgb, clock.at(ranges[written][0] + j))
+                            frames_written += 1
                         written += 1
+            except (RenderInterrupted, KeyboardInterrupt):
+                for ref in waiting:
+                    ray.cancel(ref, force=True)
+                raise RenderInterrupted(frames_written, total, sink.interrupt(keep=True)) from None
             except ray.exceptions.RayError as e:
                 sink.interrupt(keep=False)  # a failed render leaves nothing under the name asked for
                 raise DistributedError(f"the Ray render failed: {e}") from None

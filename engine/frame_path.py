@@ -14,10 +14,15 @@ The work size is `[output] work_size`, else the super-resolution's output size, 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from engine.show import ShowError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,46 @@ def fit(image: torch.Tensor, size: tuple[int, int], how: str = "contain", backgr
     y, x = (H - sh) // 2, (W - sw) // 2
     out[..., y:y + sh, x:x + sw] = scaled
     return out
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A device that could not hold a tensor: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError, or
+    Python's MemoryError. Nothing else is: a bug must not be taken for a size to shrink."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def smaller(size: tuple[int, int], least: int) -> tuple[int, int] | None:
+    """The work size a step down from `size` (each side halved, kept even and the aspect kept), or None when
+    that would take a side under `least`."""
+    w, h = (max(2, (s // 2) // 2 * 2) for s in size)
+    return None if min(w, h) < least else (w, h)
+
+
+def largest_that_fits(path: FramePath, replan, probe, least: int, where: str, device) -> FramePath:
+    """`path`, or the same path at the largest smaller work size whose stages `probe(path)` runs without running
+    out of memory, with one warning. `replan(size)` gives the path at another work size. Why at start: a frame
+    too big for the device found at the first frame is one warning and a smaller picture, not a show that
+    stops; found later it would change the compositor's input under it."""
+    asked = path.work_size
+    while True:
+        try:
+            probe(path)
+            break
+        except Exception as e:  # noqa: BLE001 - only running out of memory is handled; anything else re-raised
+            if not is_out_of_memory(e):
+                raise
+            size = smaller(path.work_size, least)
+            if size is None:
+                raise ShowError(f"{where}: the frame path {path.describe()} does not fit in the memory of {device} "
+                                f"even at its smallest work size") from None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            path = replan(size)
+    if path.work_size != asked:
+        log.warning(
+            "%s: output.work_size %dx%d does not fit in the memory of %s: the filters work at %dx%d instead",
+            where, *asked, device, *path.work_size)
+    return path

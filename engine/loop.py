@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engine import offline, scenes, sinks, timeline
+from engine import frame_texture, offline, scenes, sinks, timeline
 from engine.clock import FixedStep, Realtime
 from engine.compositor import Compositor, Trail, headless_context
 from engine.controls import mirror
@@ -26,6 +26,7 @@ from engine.controls.record import Recording
 from engine.controls.state import AudioFeed, MidiFileFeed
 from engine.errors import MasqueradeError
 from engine.frame import Tick
+from engine.inputs import open_inputs
 from engine.pipeline import Pipeline, make_bus
 from engine.producer import Producer, blend_weight
 from engine.show import Show
@@ -57,8 +58,13 @@ class LiveOptions:
 
 
 def make_compositor(ctx, show: Show, size, pipeline: Pipeline) -> Compositor:
+    """The GL stage for `pipeline`'s frames, with the frame upload chosen for this context and device (logged): on
+    CUDA-OpenGL interop the pipeline's frames stay on the GPU."""
     o = show.output
-    return Compositor(ctx, size, pipeline.work_size, fit=o.fit, upscale=o.upscale, background=o.background)
+    upload = frame_texture.choose(ctx, pipeline.work_size, pipeline.device)
+    pipeline.frames_on_device = upload.on_device
+    return Compositor(ctx, size, pipeline.work_size, fit=o.fit, upscale=o.upscale, background=o.background,
+                      upload=upload)
 
 
 @dataclass
@@ -91,34 +97,12 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
     if opts.cue is not None:
         controls.bus.post("osc:/masq/scene/cue", float(opts.cue))
     producer = Producer(pipeline)
-    learn = make_learn(show, controls.bus)  # MIDI learn (engine/controls/learn.py): off until asked
-    receiver = start_osc(show, controls.bus, opts.osc_port, None if opts.headless else clock.time, learn)
-    query = start_query(show, controls.bus, receiver)
-    devices = []  # live inputs: each runs in its own thread, never raises, reports loss and reconnects
-    if show.audio.enabled and not show.audio.is_file(show):
-        from engine.controls.audio import AudioSource
-
-        devices.append(AudioSource(controls.bus, None if show.audio.source == "default" else show.audio.source))
-    if show.camera.enabled:
-        from engine.controls.camera import Camera
-
-        camera = Camera(controls.bus, show.camera.device(show), loop=show.camera.loop,
-                        mirror_width=max(320, 2 * max(pipeline.work_size)))  # mirror: read at the work size
-        pipeline.mirror = mirror.live(camera)  # mirror mode reads the picture the features are computed on
-        devices.append(camera)
-    if show.midi.port:
-        from engine.controls.midi import MidiInput
-
-        devices.append(MidiInput(controls.bus, None if show.midi.port == "any" else show.midi.port))
-        learn.controller = lambda port=devices[-1]: port.opened_name or show.midi.port  # learned under its name
-    if show.dmx.enabled:  # Art-Net / sACN: a port in use is "lost" and retried, the show goes on
-        from engine.controls.dmx import DmxInput
-
-        devices.append(DmxInput.from_show(controls.bus, show.dmx))
-    for device in devices:
-        device.start()
-    if switcher is not None:  # at the end of a switch they post to the incoming show's bus
-        switcher.inputs = [x for x in (receiver, query, learn, *devices) if x is not None]
+    inputs = open_inputs(show, controls.bus, opts.osc_port, None if opts.headless else clock.time,
+                         pipeline.work_size)  # OSC, OSCQuery, MIDI learn, camera, audio, MIDI, DMX
+    pipeline.mirror = inputs.mirror  # mirror mode reads the picture the camera's features are computed on
+    if switcher is not None:  # a switch points them at the incoming show's bus, or reopens them for its settings
+        switcher.inputs = inputs
+        switcher.reopen = lambda show, bus: open_inputs(show, bus, opts.osc_port, clock.time, pipeline.work_size)
     if show.tempo.link:  # live only: Link's beat runs on its own clock, not show time
         from engine.controls.tempo import LinkClock
 
@@ -136,8 +120,10 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         while frames_total is None or shown < frames_total:
             tick = clock.tick()
             actions = surface.events()
+            if switcher is not None:  # a switch may have reopened them for the incoming show's settings
+                inputs = switcher.inputs
             if "learn" in actions:
-                learn.toggle()
+                inputs.learn.toggle()
             if "pause" in actions:
                 clock.toggle_pause()
             if "fullscreen" in actions:
@@ -173,7 +159,8 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
                 thumbnail = None
                 if now - thumbnail_at >= THUMBNAIL_EVERY:
                     thumbnail, thumbnail_at = write_thumbnail(opts.heartbeat.with_suffix(".jpg"), compositor), now
-                state = {**live_state(devices, receiver, controls.bus, thumbnail), "learn": learn.state()}
+                state = {**live_state(inputs.devices, inputs.receiver, controls.bus, thumbnail),
+                         "learn": inputs.learn.state()}
                 if switcher is not None:  # its own show time, the switches, the scene
                     state.update(switcher.report())
                 write_heartbeat(opts.heartbeat, show, switcher.local(tick) if switcher else tick, shown, fps,
@@ -193,12 +180,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         producer.close()
         if switcher is not None:
             switcher.close()
-        if receiver is not None:
-            receiver.stop()
-        if query is not None:
-            query.stop()
-        for device in devices:
-            device.stop()
+        (switcher.inputs if switcher is not None else inputs).close()
         if pipeline.link is not None:
             pipeline.link.stop()
         outputs.close()  # once: a normal end has closed them already
@@ -309,7 +291,11 @@ def write_thumbnail(path: Path, compositor: Compositor, width: int = 320) -> str
 def trail_of(bus) -> Trail | None:
     """The video-feedback values of the frame being presented: the bus's newest snapshot, taken by the
     frame's own generation (lockstep and renders: exactly this frame's; live: the newest generated one)."""
-    snap = bus.latest
+    return trail_at(bus.latest)
+
+
+def trail_at(snap) -> Trail | None:
+    """The video-feedback values in one bus snapshot (None: none taken yet)."""
     if snap is None:
         return None
     return Trail(snap["output.trail"], snap["output.trail_zoom"], snap["output.trail_rotate"],
@@ -349,61 +335,6 @@ def camera_feeds(show: Show) -> list:
     else:
         log.warning("camera.source %s: no such file; its camera:* sources stay at rest", source)
     return []
-
-
-def make_learn(show: Show, bus):
-    """MIDI learn for a live run, watching every post on the bus; it saves to the show's `[midi] mappings`
-    file, else to `<show>.midi.toml` beside the show."""
-    from engine.controls.learn import Learn
-
-    if show.midi.mappings:
-        path = show.resolve(show.midi.mappings)
-    else:
-        path = show.source.with_suffix(".midi.toml") if show.source else Path.cwd() / "show.midi.toml"
-    learn = Learn(bus, path, show.midi.port or Path(show.midi.file).name or "midi")
-    bus.observer = learn.observe
-    return learn
-
-
-def start_query(show: Show, bus, receiver):
-    """OSCQuery (`[osc] query_port`), on the OSC receiver's host and allow list; None when off, or when its
-    port cannot be opened (logged: the show goes on)."""
-    from engine.controls.learn import COMMANDS
-    from engine.controls.oscquery import Service
-
-    if receiver is None or show.osc.query_port < 0:
-        return None
-    try:
-        return Service(bus, receiver.port, show.osc.host, show.osc.query_port, show.osc.allow,
-                       name=f"Masquerade {show.name}",
-                       commands=[(a, "MIDI learn " + a.rpartition("/")[2]) for a in COMMANDS]).start()
-    except MasqueradeError as e:
-        log.error("OSCQuery is off for this run: %s", e)
-        return None
-
-
-def start_osc(show: Show, bus, port: int | None, show_time=None, learn=None):
-    """The show's OSC receiver, started; None when the show turns OSC off. A port that cannot be
-    opened is logged and the show goes on without OSC: a kiosk must not go dark for it. `learn`: a
-    controls.learn.Learn that `/masq/learn/start` and `/stop` switch."""
-    from engine.controls.learn import COMMANDS
-    from engine.controls.osc import Receiver, parse_address, show_time_from_unix
-
-    osc = show.osc
-    if not osc.enabled:
-        return None
-    receiver = Receiver(bus, osc.host, osc.port if port is None else port, osc.allow, osc.max_per_second,
-                        feedback=parse_address(osc.feedback) if osc.feedback else None,
-                        feedback_per_second=osc.feedback_per_second, secret=osc.secret or None,
-                        to_show_time=show_time_from_unix(show_time) if show_time else None,
-                        names={"/masq/scene/go": {s.name: float(s.number) for s in show.scenes}}, echo=osc.echo,
-                        commands={a: learn.command for a in COMMANDS} if learn is not None else None)
-    try:
-        receiver.start()
-    except MasqueradeError as e:
-        log.error("OSC is off for this run: %s", e)
-        return None
-    return receiver
 
 
 class Offscreen:
@@ -489,7 +420,7 @@ def length(show: Show) -> float:
 
 def render(show: Show, out: Path, seconds: float | None, size=None, fps: float | None = None,
            device: str = "auto", progress: bool = True, replay: Path | None = None, stop=None,
-           overlap: bool = True) -> int:
+           overlap: bool = True, batch: int | None = None) -> int:
     """Offline, frame-exact: frame i is the show at t = i / fps, whatever the machine's speed; with
     `replay`, a recorded set's control events are applied at their show times.
 
@@ -497,7 +428,8 @@ def render(show: Show, out: Path, seconds: float | None, size=None, fps: float |
     beside its name, which it takes only once complete. `stop` (a threading.Event, set by a signal handler)
     ends the render between frames: RenderInterrupted, the frames so far kept in the partial file. A write
     that fails is OutputError, the partial file removed. `overlap`: generation, compositing with asynchronous
-    read-back and encoding run at once (engine/offline.py); False: one after the other, the same frames."""
+    read-back and encoding run at once (engine/offline.py); False: one after the other, the same frames. `batch`:
+    frames of show time generated at once (None: offline.choose_batch's; a stateful filter makes it 1, logged)."""
     from tqdm import tqdm
 
     fps = fps or show.output.fps
@@ -520,9 +452,13 @@ def render(show: Show, out: Path, seconds: float | None, size=None, fps: float |
             def draw(tick):  # the frame, and its trail: the bus's snapshot taken by that very frame
                 return pipeline.generate(tick), trail_of(pipeline.controls.bus)
 
+            def draw_many(ticks):  # a batch of frames, each with the trail of its own snapshot
+                return [(frame, trail_at(latest)) for frame, latest in pipeline.generate_batch(ticks)]
+
+            batch = offline.choose_batch(pipeline, batch)
             frames = offline.overlapped if overlap else offline.one_by_one
-            if not frames(draw, (clock.at(i) for i in range(total)), compositor, sink, state, stop, bar,
-                          pipeline.times):
+            if not frames(draw_many if batch > 1 else draw, (clock.at(i) for i in range(total)), compositor, sink,
+                          state, stop, bar, pipeline.times, batch=batch):
                 raise RenderInterrupted(state.done, total, None)
         finally:
             if bar is not None:

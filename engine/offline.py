@@ -1,6 +1,8 @@
 """The offline render as a pipeline: generate, composite, read back and encode all busy at once.
 
-    generate   a thread       frame i of show time -> (Frame [1, 3, H, W], its trail), in order, up to AHEAD ahead
+    generate   a thread       frame i of show time -> (Frame [1, 3, H, W], its trail), in order, up to AHEAD ahead;
+                              with a batch B > 1, B frames of show time at once (`choose_batch`: the controls and the
+                              walk step frame by frame, the generator (on CUDA the filters too) on [B, 3, H, W])
     composite  the caller     the compositor's passes into its framebuffer (the GL context lives on this thread)
     read back  the caller     into one of BUFFERS pixel buffer objects; mapped BUFFERS - 1 frames later, so the
                               GL is not waited on for the frame it has just been given
@@ -9,15 +11,23 @@
 
 Every stage sees every frame once, in order, on one thread, so the pixels and the file are those of the
 one-by-one loop (`engine.loop.render(..., overlap=False)`, `masquerade render --no-overlap`). The hand-offs are
-bounded queues: at most AHEAD + BUFFERS + QUEUED frames exist at once, whatever the render's length.
+bounded queues: at most AHEAD + BUFFERS + QUEUED frames (and a batch) exist at once, whatever the render's length.
 
 A failure in any stage, or `stop` (a signal), stops every stage at its next hand-off; the threads are joined
 before `overlapped` returns or raises, so the caller may close or remove the sink's file at once. The error
 raised is the stage's own; `Progress.writing` says whether it came from inside the sink (the output's).
+
+Batching changes no pixel beyond 1/255: the compositor, read-back and encoder still take the frames one by one, in
+order, and a batched convolution differs from one frame's only in the order it sums. On the CPU the filters run frame
+by frame inside the batch (`Pipeline.batch_filters`), and the default show's frames are the very bits of batch 1
+(tests/test_render_batch.py); on CUDA they take the whole batch. A filter with memory (feedback, stabilising:
+`filters.stateful`), mirror mode or a show with scenes draws one frame at a time, and the log says why.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import queue
 import threading
 from collections import deque
@@ -29,6 +39,9 @@ AHEAD = 3  # generated frames waiting for the GL
 BUFFERS = 3  # pixel buffers in the read-back ring: two frames in flight while the oldest is mapped
 QUEUED = 3  # read-back frames waiting for the encoder
 POLL = 0.05  # seconds between looks at the stop flags while a stage waits
+AUTO_BATCH = 4  # frames generated at once when not asked (CPU: see docs/performance.md; CUDA: not yet measured)
+
+log = logging.getLogger("masquerade")
 
 _END = object()
 
@@ -103,11 +116,44 @@ class Readback:
             buffer.release()
 
 
-def overlapped(draw, ticks, compositor, sink, progress: Progress, stop=None, bar=None, times=None) -> bool:
+def choose_batch(pipeline, asked: int | None = None) -> int:
+    """How many frames of show time `pipeline` generates at once: `asked` (None: AUTO_BATCH), or 1 when it cannot
+    batch (a stateful filter, mirror mode, scenes). One line in the log says which and why."""
+    want = AUTO_BATCH if asked is None else asked
+    if want < 1:
+        raise ValueError(f"batch must be 1 or more, got {want}")
+    blocker = getattr(pipeline, "batch_blocker", None)
+    why = "a show with scenes switches and blends them frame by frame" if blocker is None else blocker()
+    if want == 1 or why is None:
+        how = "asked" if asked is not None else f"chosen on {pipeline.device.type}"
+        log.info("generating %d frame%s at a time (%s)", want, "s" if want > 1 else "", how)
+        return want
+    log.info("generating one frame at a time, not %d: %s", want, why)
+    return 1
+
+
+def batches(draw, ticks, batch: int):
+    """(tick, Frame, Trail | None) of every tick, in order: `draw(tick)` one by one when `batch` is 1, else
+    `draw([ticks])` on `batch` ticks at a time, giving [(Frame, Trail | None)] in their order."""
+    ticks = iter(ticks)
+    if batch == 1:
+        for tick in ticks:
+            yield (tick, *draw(tick))
+        return
+    while chunk := list(itertools.islice(ticks, batch)):
+        made = draw(chunk)
+        assert len(made) == len(chunk), f"{len(made)} frames drawn for {len(chunk)} ticks"
+        for tick, (frame, trail) in zip(chunk, made):
+            yield tick, frame, trail
+
+
+def overlapped(draw, ticks, compositor, sink, progress: Progress, stop=None, bar=None, times=None,
+               batch: int = 1) -> bool:
     """Write the frame `draw(tick) -> (Frame, Trail | None)` of every tick in `ticks` to `sink`, the stages
     overlapped: True when every frame is written, False when `stop` (a threading.Event) ended it first.
     `progress.done` counts the frames written, `bar` (tqdm) follows it; `times` (StageTimes) gets the GL stages
-    (the generator's own come from `draw`)."""
+    (the generator's own come from `draw`). `batch` > 1: `draw([tick, ...]) -> [(Frame, Trail | None), ...]`
+    on that many ticks at a time (`batches`)."""
     failed: list[tuple[BaseException, bool]] = []  # the first failure, and whether the sink raised it
     stopping, finished = threading.Event(), threading.Event()  # finished: the sink took the last frame
 
@@ -123,8 +169,8 @@ def overlapped(draw, ticks, compositor, sink, progress: Progress, stop=None, bar
 
     def generate() -> None:
         try:
-            for tick in ticks:
-                frames.put((tick, *draw(tick)))
+            for item in batches(draw, ticks, batch):
+                frames.put(item)
             frames.put(_END)
         except Stopping:
             pass
@@ -177,13 +223,13 @@ def overlapped(draw, ticks, compositor, sink, progress: Progress, stop=None, bar
     return finished.is_set()
 
 
-def one_by_one(draw, ticks, compositor, sink, progress: Progress, stop=None, bar=None, times=None) -> bool:
+def one_by_one(draw, ticks, compositor, sink, progress: Progress, stop=None, bar=None, times=None,
+               batch: int = 1) -> bool:
     """`overlapped`'s stages one after the other on the caller's thread, as before issue 19 (`render --no-overlap`): the
     reference the overlapped render is compared with."""
-    for tick in ticks:
+    for tick, frame, trail in batches(draw, ticks, batch):
         if stop is not None and stop.is_set():
             return False
-        frame, trail = draw(tick)
         _timed(times, "composite", compositor.draw, frame, frame, 1.0, trail)
         progress.writing = True
         _timed(times, "write", lambda t=tick: sink.write(compositor.read(), t))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import torch
 
@@ -18,11 +19,11 @@ from engine.controls.bus import Bus, declare_all
 from engine.controls.state import ControlState, TempoFeed
 from engine.controls.tempo import Tempo
 from engine.errors import MasqueradeError
-from engine.frame import Frame, Tick, check_image, to_uint8_hwc
+from engine.frame import Frame, Tick, check_image, quantise, to_uint8_hwc
 from engine.generators import importers
 from engine.generators.speed import Speed, SpeedError, accelerate
 from engine.latent.steer import Steer
-from engine.show import FilterStage, Show, ShowError, control_params
+from engine.show import MIN_WORK_SIDE, FilterStage, Show, ShowError, control_params
 from engine.stats import StageTimes
 from engine.style import Styler
 from engine.walks.keyframes import slerp
@@ -42,8 +43,9 @@ def make_bus(show: Show) -> Bus:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: no CUDA device is available to PyTorch here")
+    if name == "cuda" and not torch.cuda.is_available():  # one line, and the show goes on: the CPU and host path
+        log.warning("--device cuda: no CUDA device is available to PyTorch here; running on the CPU")
+        return torch.device("cpu")
     if name not in ("cpu", "cuda"):
         raise DeviceError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
@@ -93,10 +95,31 @@ class Pipeline:
         self.filters = [self._build_filter(stage) for stage in show.filters]
         self.controls_of = [list(stage.controls()) for stage in show.filters]  # each filter's live params
         # the order of the stages and the size of each one's frame (engine/frame_path.py): filters at the work size
-        self.path = frame_path.plan(self.generator.resolution, self.filters, [s.name for s in show.filters],
-                                    show.output.work_size)
+        def replan(work_size):
+            return frame_path.plan(self.generator.resolution, self.filters, [s.name for s in show.filters], work_size)
+        # a work size the device cannot hold: the largest that fits, with one warning (engine/frame_path.py)
+        self.path = frame_path.largest_that_fits(replan(show.output.work_size), replan, self._probe, MIN_WORK_SIDE,
+                                                 where, self.device)
         self.times = StageTimes()
         self.mirror = None  # mirror mode: t -> camera picture (H, W, 3) RGB uint8 or None (engine/controls/mirror.py)
+        self.frames_on_device = False  # Frame.rgb stays a CUDA tensor: the compositor uploads it by CUDA-OpenGL interop
+        # generate_batch: the filters on the whole batch (CUDA: throughput), or frame by frame (CPU: a batch is no
+        # faster there, docs/performance.md, and the frames stay bit-identical to one-by-one)
+        self.batch_filters = self.device.type == "cuda"
+
+    @torch.inference_mode()
+    def _probe(self, path) -> None:
+        """The stages after the generator on one mid-grey frame, the filters at their params' defaults: the
+        memory a frame of `path` needs, found before the first frame. Stateful filters forget it."""
+        r, o, params = self.generator.resolution, self.show.output, self.controls.bus.params
+        image = torch.full((1, 3, r, r), 0.5, device=self.device)
+        for stage in path.stages:
+            if stage.kind == "fit":
+                image = frame_path.fit(image, stage.size, o.fit, o.background)
+            elif stage.kind in ("upscale", "filter"):
+                f, row = self.filters[stage.row], self.show.filters[stage.row]
+                image = f(image, **{k: params[f"filter.{row.name}.{k}"].default for k in self.controls_of[stage.row]})
+        self.reset_filters()
 
     def _build_filter(self, stage: FilterStage):
         """A `[[filters]]` row as a module on the device; any complaint names the row."""
@@ -112,6 +135,12 @@ class Pipeline:
         except (ValueError, OSError) as e:
             raise ShowError(f"{stage.where}: {e}") from None
         return module.to(self.device).eval()
+
+    def warm_up(self) -> None:
+        """Live shows: the compiled generator (`[model] compile`, engine/generators/speed.py) builds in a
+        background thread while the eager one draws, and takes over once it makes the same frame."""
+        if self.generator.compiled is not None:
+            self.generator.compiled.start()
 
     def reset_filters(self) -> None:
         """Stateful filters (feedback, temporal smoothing) forget the past: after a cut the old frame
@@ -253,5 +282,96 @@ class Pipeline:
                     f, row = self.filters[stage.row], self.show.filters[stage.row]
                     image = f(image, **{k: snap[f"filter.{row.name}.{k}"] for k in self.controls_of[stage.row]})
         with self.times.time("quantise"):
-            rgb = to_uint8_hwc(image)  # R'xR'x3 uint8, quantised on the device
+            rgb = self.pixels(image)  # R'xR'x3 uint8, quantised on the device
         return Frame(tick, image, rgb)
+
+    def pixels(self, image: torch.Tensor):
+        """A frame's uint8 HxWx3 for the compositor: a host array, or the device tensor when frames stay on the GPU."""
+        if not self.frames_on_device:
+            return to_uint8_hwc(image)
+        rgb = quantise(image)
+        torch.cuda.current_stream(rgb.device).synchronize()  # whole before the GL thread's stream copies it
+        return rgb
+
+    def batch_blocker(self) -> str | None:
+        """Why this pipeline must draw its frames one at a time (an offline render's batch falls back to 1), in
+        words for the log; None when several frames of show time may go through the generator and filters at once."""
+        if self.mirror is not None:
+            return "mirror mode reads the camera's picture frame by frame"
+        for f, row in zip(self.filters, self.show.filters):
+            if filters.stateful(f):
+                return f"{row.where}: the {row.kind} filter is stateful (its frame depends on the frames before it)"
+        return None
+
+    @torch.inference_mode()
+    def generate_batch(self, ticks: list[Tick]) -> list[tuple[Frame, object]]:
+        """Consecutive frames `ticks`, as `generate` draws them one by one, but with the generator and the filters
+        run once on each run of frames whose controls agree (the controls and the walk still step frame by frame,
+        in order): [(Frame, the bus's snapshot after that frame's controls)], in order. Only for a pipeline with no
+        `batch_blocker`. The filters see the batch at once only with `batch_filters` (CUDA), else frame by frame.
+        A frame's pixels are those of `generate` or within 1/255 of them: a batched convolution may sum in another
+        order (docs/performance.md; the default show's DCGAN does not, tests/test_render_batch.py)."""
+        assert self.batch_blocker() is None, self.batch_blocker()
+        steps = []  # per frame: (tick, snapshot, walk tick, z [1, z_dim], w_shift [1, w_dim] or None, bus.latest)
+        for tick in ticks:
+            steps.append((tick, *self.advance(tick), self.controls.bus.latest))
+        out, start = [], 0
+        while start < len(steps):
+            key, end = self._batch_key(steps[start]), start + 1
+            while end < len(steps) and self._batch_key(steps[end]) == key:
+                end += 1
+            out += self._draw_run(steps[start:end])
+            start = end
+        return out
+
+    def _label(self, snap, walk_tick):
+        classes = getattr(self.walk, "classes_at", None)  # a class walk's (class, weight) pairs lead
+        return classes(walk_tick) if classes is not None and self.walk.classes else snap["style.class"]
+
+    def _batch_key(self, step) -> tuple:
+        """What must agree for frames to share one generator and filter call: every control they read but z and
+        the direction (w_shift, stacked per frame)."""
+        _, snap, walk_tick, _, w_shift, _ = step
+        label = self._label(snap, walk_tick)
+        label = tuple(map(tuple, label)) if isinstance(label, list | tuple) else label
+        rows = tuple(snap[f"filter.{row.name}.{k}"] for row, keys in zip(self.show.filters, self.controls_of)
+                     for k in keys)
+        return (snap["walk.truncation"], label, snap["style.mix"], snap["style.translate_x"],
+                snap["style.translate_y"], snap["style.rotate"], w_shift is None, rows)
+
+    def _draw_run(self, steps) -> list[tuple[Frame, object]]:
+        """`generate`'s frame path for n frames at once: [n, 3, R, R] -> ... -> [n, 3, H, W], then one Frame each."""
+        n = len(steps)
+        _, snap, walk_tick, _, w_shift, _ = steps[0]
+        z = torch.cat([s[3] for s in steps])  # [n, z_dim]
+        w_shift = None if w_shift is None else torch.cat([s[4] for s in steps]).to(self.device)  # [n, w_dim]
+        image = None
+        for stage in self.path.stages:  # generate -> super-resolution -> fit -> filters (no mirror: it blocks)
+            if stage.kind == "mirror":
+                continue
+            started = time.perf_counter()
+            if stage.kind == "generate":
+                image = self.styler(z, snap["walk.truncation"], label=self._label(snap, walk_tick),
+                                    mix=snap["style.mix"], w_shift=w_shift,
+                                    translate=(snap["style.translate_x"], snap["style.translate_y"]),
+                                    rotate=snap["style.rotate"])
+                check_image(image)
+                assert image.shape[0] == n, f"the generator gave {image.shape[0]} frames for {n} latents"
+            elif stage.kind == "fit":
+                o = self.show.output
+                image = frame_path.fit(image, stage.size, o.fit, o.background)  # [n, 3, H, W]
+            else:
+                f, row = self.filters[stage.row], self.show.filters[stage.row]
+                values = {k: snap[f"filter.{row.name}.{k}"] for k in self.controls_of[stage.row]}
+                if self.batch_filters:
+                    image = f(image, **values)  # [n, 3, H', W']
+                else:
+                    image = torch.cat([f(image[i:i + 1], **values) for i in range(n)])  # [n, 3, H', W']
+            for _ in range(n):  # per frame, as `generate` reports it
+                self.times.add(stage.name, (time.perf_counter() - started) / n)
+        out = []
+        for i, (tick, *_, latest) in enumerate(steps):
+            with self.times.time("quantise"):
+                one = image[i:i + 1]  # [1, 3, H, W]
+                out.append((Frame(tick, one, self.pixels(one)), latest))
+        return out

@@ -5,6 +5,8 @@ ready (`latest`: the two newest frames, so it can blend between them). One reque
 time: a model faster than the display is not run for frames nobody sees. `wait_for` is the lockstep
 mode of headless runs and tests: the same thread, but every tick is shown exactly, and a failed
 generation is raised there (a frame-exact output must not skip a frame), where live it is only logged.
+The first live `request` lets a compiled generator warm up in the background (`Pipeline.warm_up`): the
+eager one draws until it is ready, so a show never waits for a compile; lockstep never swaps models.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Producer:
         self._error: BaseException | None = None
         self._busy = False
         self._closed = False
+        self._warmed = False  # live requests start the compiled generator's warm-up, once
         self.seconds_per_frame = 0.0  # smoothed generation time, the display's lead
         self.failures = 0  # generations that raised (live: logged, and the show goes on)
         self._thread = threading.Thread(target=self._run, name="masquerade-producer", daemon=True)
@@ -59,6 +62,14 @@ class Producer:
             return not self._busy and self._request is None
 
     def request(self, tick: Tick) -> None:
+        if not self._warmed:
+            self._warmed = True
+            warm_up = getattr(self.pipeline, "warm_up", None)  # a Pipeline's; scene players have none
+            if warm_up is not None:
+                warm_up()
+        self._ask(tick)
+
+    def _ask(self, tick: Tick) -> None:
         with self._cond:
             self._request = tick
             self._cond.notify_all()
@@ -77,7 +88,7 @@ class Producer:
             return error
 
     def wait_for(self, tick: Tick, timeout: float = 600.0) -> Frame:
-        self.request(tick)
+        self._ask(tick)
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (self._frames and self._frames[-1].tick == tick):

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import math
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from engine.errors import MasqueradeError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_PREFIX = "weights:"  # path = "weights:googlenet": a catalogue file in the weights cache (docs/weights.md)
 
 
 class ShowError(MasqueradeError, ValueError):
@@ -30,14 +32,18 @@ class ModelSection:
     # (NVlabs StyleGAN2-ADA/StyleGAN3 .pkl, rosinality .pt, DCGAN .pth)
     path: str = "assets/models/emoji64.safetensors"
     precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" (CUDA), "bf16"
-    compile: bool = False  # torch.compile the synthesis (a first frame that takes seconds, then faster)
+    # torch.compile the synthesis: "auto" where it pays, in live shows, warming up in the background while
+    # the eager model draws; true also in headless runs and renders (their first frame waits for it); false
+    compile: bool | str = "auto"
     cuda_graphs: bool = False  # with compile on CUDA: replay the whole frame as one graph
 
     def validate(self, where: str) -> None:
         if self.precision not in ("auto", "fp32", "fp16", "bf16"):
             raise ShowError(f"{where}: model.precision must be \"auto\", \"fp32\", \"fp16\" or \"bf16\", "
                             f"got {self.precision!r}")
-        if self.cuda_graphs and not self.compile:
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ShowError(f"{where}: model.compile must be true, false or \"auto\", got {self.compile!r}")
+        if self.cuda_graphs and self.compile is not True:
             raise ShowError(f"{where}: model.cuda_graphs needs model.compile = true")
 
 
@@ -354,7 +360,15 @@ class Show:
     source: Path | None = None  # the file it came from
 
     def resolve(self, path: str) -> Path:
-        """A path written in the show, as a real path."""
+        """A path written in the show, as a real path; `weights:NAME` is the file `masquerade weights get NAME`
+        fetched (engine/weights), never downloaded here."""
+        if path.startswith(WEIGHTS_PREFIX):
+            from engine import weights
+
+            try:
+                return weights.resolve(path[len(WEIGHTS_PREFIX):])
+            except MasqueradeError as e:
+                raise ShowError(f"{self.source or '<show>'}: {e}") from None
         p = Path(path).expanduser()
         if p.is_absolute():
             return p
@@ -426,6 +440,7 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     show.output.validate(where)  # before control_params: the trail keys start the output.trail* params
     show.style.validate(where)  # before control_params too: translate_x/_y and rotate start style.* params
     show.model.validate(where)
+    _check_weights(show, where)
     show.tempo.validate(where)
     if show.walk.kind == "beats":  # one beat for the walk and the tempo sources; taps move both
         show.tempo.bpm = show.tempo.bpm or float(show.walk.options.get("bpm", 120.0))
@@ -445,6 +460,21 @@ def parse(data: dict, where: str = "<show>", source: Path | None = None) -> Show
     show.dmx.validate(where, show.bindings)
     show.walk.validate(where)
     return show
+
+
+def _check_weights(show: Show, where: str) -> None:
+    """Each `weights:NAME` path of the model and the filters names a catalogue file already fetched: said
+    at load, with the command that fetches it (a show never downloads)."""
+    rows = [(f"{where}: model.path", show.model.path)] + [(f"{s.where}: path", s.args.get("path"))
+                                                          for s in show.filters]
+    for here, value in rows:
+        if isinstance(value, str) and value.startswith(WEIGHTS_PREFIX):
+            from engine import weights
+
+            try:
+                weights.resolve(value[len(WEIGHTS_PREFIX):])
+            except MasqueradeError as e:
+                raise ShowError(f"{here}: {e}") from None
 
 
 def _walk(raw, where: str) -> WalkSection:
@@ -671,6 +701,11 @@ def _coerce(value, hint, where: str):
         item = typing.get_args(hint)[0]
         return tuple(_coerce(v, item, where) for v in value)
     if hint is dict or hint is list:
+        return value
+    if isinstance(hint, types.UnionType):  # `bool | str`: the value as written, if it is one of them
+        if not isinstance(value, typing.get_args(hint)):
+            kinds = {bool: "true or false", str: "a string", int: "a whole number", float: "a number"}
+            raise ShowError(f"{where} must be {' or '.join(kinds[t] for t in typing.get_args(hint))}, got {value!r}")
         return value
     if hint is bool:
         if not isinstance(value, bool):

@@ -123,7 +123,8 @@ class Styler:
     def __call__(self, z: torch.Tensor, psi: float, label: float | None = None, mix: float = 1.0,
                  w_shift: torch.Tensor | None = None, translate: tuple[float, float] = (0.0, 0.0),
                  rotate: float = 0.0) -> torch.Tensor:
-        """z [1, z_dim], truncation psi -> image [1, 3, R, R] in [0, 1].
+        """z [B, z_dim], truncation psi -> image [B, 3, R, R] in [0, 1] (B frames of one set of controls; an
+        offline render's batch).
 
         Live, for StyleGAN models: `label` (style.class), `mix` (style.mix: 0 keeps the walk's own styles in
         the mixed layers, 1 takes the second latent's), `w_shift` [1, w_dim] added to every layer's w
@@ -131,11 +132,13 @@ class Styler:
         ignored by other models)."""
         if not hasattr(self.g, "mapping"):
             if self.c is not None:  # conditional without a mapping network (BigGAN): the class goes in beside z
-                return self.g(z, c=self.c if label is None else self.condition(label), truncation_psi=psi)
+                c = self.c if label is None else self.condition(label)
+                return self.g(z, c=c.expand(z.shape[0], -1), truncation_psi=psi)
             return self.g(z, truncation_psi=psi)
         cutoff = self.style.truncation_cutoff or None
         c = self.c if label is None else self.condition(label)
-        ws = self.g.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)  # [1, num_ws, w_dim]
+        ws = self.g.mapping(z, None if c is None else c.expand(z.shape[0], -1), truncation_psi=psi,
+                            truncation_cutoff=cutoff)  # [B, num_ws, w_dim]
         if self.mix is not None and mix > 0:
             lo, hi = self.mix_range
             key = (psi, None if c is None else tuple(c[0].tolist()))

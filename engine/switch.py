@@ -19,10 +19,10 @@ built, here on the engine's own device, and one frame drawn and found finite) in
 the old show plays on; a show that fails leaves the old one playing, and the failure is in the heartbeat.
 Each show keeps its own control bus and its own show time, so two shows' params never conflict (the same
 param with other ranges is fine): the incoming show reads its own bus from the first frame of the cross-fade,
-and at its end the inputs (OSC receiver, camera, audio, MIDI, DMX) are re-pointed at that bus and the old
-show, its pipelines and its bus are dropped. The inputs (and MIDI learn, OSCQuery) are the process's: opened
-with the first show's settings and kept across switches (another `[osc]` port or `[camera]` applies at the
-next engine start).
+and at its end the inputs (OSC receiver, OSCQuery, MIDI learn, camera, audio, MIDI, DMX: engine/inputs.py) are
+re-pointed at that bus, or, when the incoming show's input settings differ (another OSC port, a camera), closed
+and opened again with its settings, off the producer's thread; the old show, its pipelines and its bus are
+dropped.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ class Switcher:
         self.now = Playing(show, source, controls)
         self.control, self.device_name, self.feeds = control, device, feeds or (lambda show: [])
         self.times, self.device = source.times, source.device
-        self.inputs: list = []  # things with a `.bus` the incoming show's bus replaces (set by the loop)
+        self.inputs = None  # the run's engine.inputs.Inputs (set by the loop): re-pointed or reopened by a switch
+        self.reopen = None  # (show, bus) -> Inputs: opens a show's inputs (set by the loop)
         self.incoming: Playing | None = None  # loaded, waiting for its first frame or cross-fading
         self.request: Request | None = None  # the switch in progress
         self._last: Request | None = None  # the last request acted on
@@ -279,14 +280,28 @@ class Switcher:
                                   "(NaN or inf): a corrupt model?")
         return Playing(show, source, controls)
 
+    def _reopen(self, incoming: Playing) -> None:
+        """The incoming show's inputs differ from the running ones (another OSC port, a camera, a MIDI port):
+        close those and open its own, off the producer's thread (closing a receiver waits for its thread)."""
+        old = self.inputs
+        log.info("%s opens other inputs ([osc], [camera], [audio], [midi] or [dmx]): reopening them",
+                 incoming.show.name)
+        old.close()
+        new = self.reopen(incoming.show, incoming.controls.bus)
+        self._mirror = new.mirror
+        if self.now is incoming:
+            incoming.source.mirror = new.mirror
+        self.inputs = new
+
     def _finish(self, incoming: Playing) -> None:
         """The end of the cross-fade (on the producer's thread): the incoming show is the show."""
         with self._lock:
             old, self.now, self.incoming, self.fade_from = self.now, incoming, None, None
             request, self.request = self.request, None
-        incoming.controls.bus.observer = old.controls.bus.observer  # MIDI learn watches the show's bus
-        for thing in self.inputs:
-            thing.bus = incoming.controls.bus
+        if self.inputs is not None and self.reopen is not None and not self.inputs.fit(incoming.show):
+            threading.Thread(target=self._reopen, args=(incoming,), name="masquerade-inputs", daemon=True).start()
+        elif self.inputs is not None:
+            self.inputs.point_at(incoming.controls.bus)
         self.switches += 1
         if self._measure is not None:
             self._measure["done"] = "done"

@@ -158,3 +158,34 @@ def test_ray_auto_without_a_cluster_starts_a_local_one(tmp_path):
                    "--workers", 2, "--ray", "auto", "-q", env={**os.environ, "RAY_ADDRESS": ""})
     assert r.returncode == 0, r.stderr
     assert len(list(out.glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130)])
+def test_a_signal_mid_ray_render_keeps_the_frames_so_far_and_says_where(tmp_path, sig, status):
+    """`render --workers` stops as a one-process render does: between chunks, the chunks written so far in the
+    partial file (it plays), nothing under the final name, one line, exit 130."""
+    import re
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, until
+
+    out = tmp_path / "piece.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "render", str(DEFAULT_SHOW), "-o", str(out),
+                             "--seconds", "600", "--fps", str(FPS), "--size", SIZE, "--workers", "2", "-q"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "piece.partial.mp4"
+    try:
+        until(lambda: (partial.exists() and partial.stat().st_size > 20_000) or proc.poll() is not None, 180,
+              "the first chunks written")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == status, err[-2000:]
+    said = re.search(r"interrupted at frame (\d+) of 7200; the frames so far are in (\S+)", err)
+    assert said and said.group(2) == str(partial), err[-2000:]
+    assert not out.exists() and "Traceback" not in err
+    assert len(read_frames(partial)) == int(said.group(1)) > 0

@@ -163,3 +163,39 @@ def test_a_headless_runs_still_is_the_frame_the_render_writes(tmp_path):
     last = sorted((tmp_path / "frames").glob("*.png"))[-1]
     assert Image.open(still).size == tuple(show.output.size) == (1280, 720)
     assert np.array_equal(np.asarray(Image.open(still)), np.asarray(Image.open(last)))
+
+
+def test_a_work_size_the_device_cannot_hold_falls_back_to_the_largest_that_fits(tmp_path):
+    """A 4096 px work size in a process whose memory is capped (an address-space limit: a small machine, or a
+    GPU already full) gives one warning and the largest size that fits; the show plays."""
+    import subprocess
+    import sys
+
+    show = tmp_path / "big.toml"
+    show.write_text(f'[model]\npath = "{DEFAULT_MODEL}"\n[output]\nsize = [256, 256]\nwork_size = 4096\n'
+                    '[[filters]]\nkind = "grade"\n')
+    code = f"""
+import logging, resource
+import torch
+from engine import show as shows
+from engine.controls.state import ControlState
+from engine.frame import Tick
+from engine.pipeline import Pipeline, make_bus
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+torch.set_num_threads(1)
+show = shows.load({str(show)!r})
+used = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+limit = used + 400 * 2**20  # room for a 2048 px frame (~50 MB a plane), not a 4096 px one (~200 MB a plane)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+pipeline = Pipeline(show, "cpu", ControlState(make_bus(show)))
+frame = pipeline.generate(Tick(0, 0.0))
+print("work", *pipeline.work_size, "frame", *frame.rgb.shape)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    w, h = (int(v) for v in out.stdout.split()[1:3])
+    assert (w, h) != (4096, 4096) and w == h and w >= 512, out.stdout
+    assert out.stdout.split()[4:7] == [str(h), str(w), "3"]  # the frame drawn at that size
+    warnings = [line for line in out.stderr.splitlines() if "does not fit" in line]
+    assert len(warnings) == 1 and "output.work_size 4096x4096" in warnings[0] and f"{w}x{h}" in warnings[0], out.stderr

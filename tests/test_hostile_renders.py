@@ -304,7 +304,7 @@ def test_feedback_per_second_is_checked_at_load(tmp_path, value):
 
 def test_feedback_per_second_paces_what_the_controller_is_sent(tmp_path):
     from engine import show as shows
-    from engine.loop import start_osc
+    from engine.inputs import start_osc
     from engine.pipeline import make_bus
 
     tablet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

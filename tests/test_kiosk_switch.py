@@ -130,9 +130,11 @@ def test_attract_mode_on_and_off_are_switches_inside_the_engine(tmp_path, xvfb):
     a, _, _ = shows(tmp_path / "shows")
     camera = tmp_path / "camera.avi"
     still_video(camera)
-    a.write_text(a.read_text() + f'\n[camera]\nsource = "{camera}"\nloop = true\n')
-    attract = tmp_path / "shows" / "attract.toml"
-    attract.write_text(a.read_text().replace('name = "Show A"', 'name = "Attract"').replace("seed = 2026", "seed = 3"))
+    a_port, attract_port = free_port(), free_port()
+    a.write_text(a.read_text() + f'\n[camera]\nsource = "{camera}"\nloop = true\n[osc]\nport = {a_port}\n')
+    attract = tmp_path / "shows" / "attract.toml"  # its own OSC port: the switch reopens the inputs for it
+    attract.write_text(a.read_text().replace('name = "Show A"', 'name = "Attract"').replace("seed = 2026", "seed = 3")
+                       .replace(f"port = {a_port}", f"port = {attract_port}"))
     site = f"""
 name = "Attract"
 [engine]
@@ -169,8 +171,12 @@ show = "{a}"
                                      f"{beat.get('presence')}, camera {(beat.get('devices') or {}).get('camera')}, "
                                      f"show {beat.get('show')}, events {s.get('events', [])[-4:]}") from None
 
+        assert state["heartbeat"]["osc"]["port"] == a_port
         state = playing("Attract", 1)  # nobody for a second: the attract show, in the same engine
         assert state["attract"]["playing"] and state["restarts"] == 0
+        beat = until(lambda: (b := kiosk.state()["heartbeat"])["osc"]["port"] == attract_port and
+                     b["devices"]["camera"]["state"] == "connected" and b, 30, "the attract show's own OSC port")
+        assert beat["pid"] == pid  # reopened in the same engine, the camera with them
         assert any(e["kind"] == "attract" for e in state["events"])
         moving = tmp_path / "moving.avi"
         camera_video(moving)
@@ -178,4 +184,5 @@ show = "{a}"
         state = playing("Show A", 2)
         assert not state["attract"]["playing"] and state["restarts"] == 0 and state["child"]["pid"] == pid
         assert any(e["kind"] == "attract-off" for e in state["events"])
+        until(lambda: kiosk.state()["heartbeat"]["osc"]["port"] == a_port, 30, "show A's OSC port again")
         assert state["last_switch"]["state"] == "done" and state["last_switch"]["longest_gap_ms"] < GAP_BOUND_MS

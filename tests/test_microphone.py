@@ -31,9 +31,14 @@ CHILD = textwrap.dedent("""
         bus.declare(Param(name, 0.0, 0.0, 1000.0, trigger=trigger))
         bus.bind(Binding(f"audio:{name}", name, (0.0, 1000.0)))
     bus.recording = Recording()
-    posted = []  # every level the microphone posts: a frame applies only the newest, and the null device has no
-    # clock, so the whole file may arrive between two frames
-    bus.observer = lambda source, value: posted.append(value) if source == "audio:level" and value else None
+    posted, onsets = [], []  # every level and onset the microphone posts: a frame applies only the newest value
+    # of a source, and the null device has no clock, so the whole file may arrive between two frames
+    def observe(source, value):
+        if source == "audio:level" and value:
+            posted.append(value)
+        elif source == "audio:onset" and value:
+            onsets.append(value)
+    bus.observer = observe
     mic = AudioSource(bus, "default")
     mic.start()
     start = time.monotonic()
@@ -41,7 +46,6 @@ CHILD = textwrap.dedent("""
         time.sleep(0.02)
         bus.snapshot(time.monotonic() - start)
     mic.stop()
-    onsets = [e.t for e in bus.recording.events if e.source == "audio:onset" and e.value]
     level = max(posted, default=0.0)
     print(json.dumps({"reason": mic.reason, "onsets": len(onsets), "max_level": level,
                       "blocks": mic.stats.reads,

@@ -173,7 +173,7 @@ saturation = 0.0
 
 
 def test_an_unknown_scene_name_over_real_osc_is_counted_and_ignored(tmp_path, monkeypatch):
-    from engine import loop
+    from engine import inputs
     from engine.loop import LiveOptions, run_live
 
     show = load(tmp_path, HEAD.replace("loop = false", "loop = true") + '''
@@ -188,8 +188,8 @@ kind = "grade"
 saturation = 0.0
 ''')
     receivers = []  # the run's OSC receiver, for its counters
-    start_osc = loop.start_osc
-    monkeypatch.setattr(loop, "start_osc", lambda *a, **k: receivers.append(start_osc(*a, **k)) or receivers[-1])
+    start_osc = inputs.start_osc
+    monkeypatch.setattr(inputs, "start_osc", lambda *a, **k: receivers.append(start_osc(*a, **k)) or receivers[-1])
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

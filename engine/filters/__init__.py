@@ -27,3 +27,10 @@ FILTERS: dict[str, str] = {
 
 registry = Registry("filter", FILTERS)
 names, get, create = registry.names, registry.get, registry.create
+
+
+def stateful(module) -> bool:
+    """Whether a built filter's frame depends on more than that frame and its controls: memory of earlier frames
+    (feedback, stabilising) or the other frames of a batch. Each filter class says so in its `stateful` attribute;
+    one that does not say counts as stateful. A show with a stateful filter is generated one frame at a time."""
+    return bool(getattr(module, "stateful", True))

@@ -144,6 +144,7 @@ class ColourTransfer(nn.Module):
     (default: the shipped `assets/media/palette-sunset.png`)."""
 
     scale = 1
+    stateful = False  # each frame's own statistics: a batch is its frames one by one
     controls = {"amount": (1.0, 0.0, 1.0), "luminance": (1.0, 0.0, 1.0)}
 
     def __init__(self, path: str | Path = SUNSET, amount: float = 1.0, luminance: float = 1.0):
@@ -163,6 +164,7 @@ class Grade(nn.Module):
     """Colour grading with live controls; see `grade` for what each does."""
 
     scale = 1
+    stateful = False
     controls = {"exposure": (0.0, -3.0, 3.0), "temperature": (0.0, -1.0, 1.0), "lift": (0.0, -0.5, 0.5),
                 "gamma": (1.0, 0.25, 4.0), "gain": (1.0, 0.0, 3.0), "contrast": (1.0, 0.0, 3.0),
                 "saturation": (1.0, 0.0, 3.0)}

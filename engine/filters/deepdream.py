@@ -141,6 +141,7 @@ class DeepDream(nn.Module):
     `.pth`, or another Masquerade model file whose module has `features()`."""
 
     scale = 1
+    stateful = True  # feedback carries the last output; "frame" mode normalises its ascent over the whole batch
     controls = {
         "strength": (1.0, 0.0, 1.0),  # the dream over the frame it started from
         "feedback": (0.9, 0.0, 0.99),  # feedback mode: share of the previous output carried into each frame

@@ -149,6 +149,7 @@ class ImageToImage(nn.Module):
     pixel) from which a pixel follows its new value at once."""
 
     scale = 1
+    stateful = True  # the stabiliser holds the previous frame
     controls: dict[str, tuple[float, float, float]] = {"blend": (1.0, 0.0, 1.0), "stabilise": (0.0, 0.0, 0.95)}
 
     @staticmethod

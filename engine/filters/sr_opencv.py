@@ -52,6 +52,7 @@ def model_from_name(path: str | Path) -> tuple[str, int]:
 
 class OpenCVSuperRes(nn.Module):
     scale = 4  # the instance's own, from the file, replaces this
+    stateful = False  # frame by frame, whatever the batch
     controls: dict[str, tuple[float, float, float]] = {}
 
     def __init__(self, path: str | Path, algorithm: str | None = None, scale: int | None = None):

@@ -170,6 +170,8 @@ class SuperRes(nn.Module):
     """The filter the loop holds: weights read once from a file, then `upscale` on every frame.
     Without a `path`, the project's own x4 model (`assets/models/sr-emoji-x4.md`)."""
 
+    stateful = False  # a convolution network, frame by frame (batched: within 1/255 of one by one, docs/performance.md)
+
     def __init__(self, path: str | Path = SHIPPED, tile: int | None = None, overlap: int = 16,
                  architecture: str | None = None, activation: str | None = None):
         super().__init__()

@@ -376,6 +376,10 @@ class SynthesisLayer(nn.Module):
         self.resolution, self.up, self.use_noise = resolution, up, use_noise
         self.activation, self.conv_clamp = activation, conv_clamp
         self.register_buffer("resample_filter", fir_filter(resample_filter))
+        # its 1-D taps when separable, as numbers found once (and after every load): `separable_taps` per frame
+        # reads the filter's values, which torch.compile cannot trace (a graph break at every layer)
+        self.resample_taps = self._taps(self.resample_filter)
+        self.register_load_state_dict_post_hook(SynthesisLayer._separate)
         self.padding = kernel_size // 2
         self.act_gain = _activation_gain(activation)
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)  # styles start at 1: identity
@@ -404,14 +408,25 @@ class SynthesisLayer(nn.Module):
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias, self.activation, gain=self.act_gain * gain, clamp=clamp)
 
+    @staticmethod
+    def _taps(f: torch.Tensor) -> tuple[float, ...] | None:
+        if f.is_meta:  # built on the meta device to count its weights (limits.py): no values to read
+            return None
+        a = separable_taps(f)
+        return None if a is None else tuple(a.tolist())
+
+    @staticmethod
+    def _separate(module: SynthesisLayer, incompatible_keys) -> None:
+        module.resample_taps = SynthesisLayer._taps(module.resample_filter)
+
     def _forward_inference(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None,
                            gain: float) -> torch.Tensor:
         """The same as `forward` with autograd off, in fewer passes (see the inference kernels above)."""
         g = self.act_gain * gain
         styles = self.affine(w)
+        f = self.resample_filter if self.resample_taps is None else self.resample_filter.new_tensor(self.resample_taps)
         x = modulated_conv2d_inference(x, self.weight, styles, demodulation(self.weight, styles) * g,
-                                       self.bias * g, up=self.up, padding=self.padding,
-                                       resample_filter=self.resample_filter)
+                                       self.bias * g, up=self.up, padding=self.padding, resample_filter=f)
         if noise is not None:
             x = x.add_(noise * g)
         return activate_(x, self.activation, self.conv_clamp * gain if self.conv_clamp is not None else None)
@@ -551,6 +566,10 @@ class Generator(nn.Module):
     synthesis_kwargs: channel_base, channel_max, num_fp16_res, architecture, resample_filter, conv_clamp,
     kernel_size, use_noise, activation, fp16_channels_last.
     """
+
+    # devices where `[model] compile = "auto"` compiles it (engine/generators/speed.py): measured faster
+    # there, the same frames within 1e-4 (docs/performance.md, issue 20)
+    compile_pays_on = ("cpu",)
 
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 1024,
                  img_channels: int = 3, mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None):

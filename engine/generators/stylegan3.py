@@ -452,6 +452,10 @@ class Generator(nn.Module):
     use_radial_filters (R), conv_clamp, magnitude_ema_beta.
     """
 
+    # devices where `[model] compile = "auto"` compiles it (engine/generators/speed.py): measured faster
+    # there, the same frames within 1e-4 (docs/performance.md, issue 20)
+    compile_pays_on = ("cpu",)
+
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 1024,
                  img_channels: int = 3, mapping_kwargs: dict | None = None, **synthesis_kwargs):
         super().__init__()

@@ -8,7 +8,9 @@ cores enough.
   regularisation of G (Karras et al. 2020, arXiv:1912.04958 §3.2), lazily every 4;
 - lightweight-gan (FastGAN, Liu et al. 2021, arXiv:2101.04775): hinge loss (Lim & Ye 2017), a spectral-norm
   FastGAN discriminator (engine.training.fastgan_discriminator) with its self-supervised reconstruction
-  decoder (L2 to the input it saw, weight `recon`);
+  decoder (L2 to the input it saw, weight `recon`), and G learning at a quarter of D's rate (the two
+  time-scale rule, Heusel et al. 2017, arXiv:1706.08500): at equal rates G undid every step of D's at once
+  (D's hinge loss stayed at 2.0, D(real) = D(fake)) and all z drew one shape (run emoji128-fastgan, 2026-12-02);
 - augmentation of both real and fake before D: DiffAugment (engine.training.augment) or ADA with its
   adaptive probability (engine.training.ada);
 - an exponential moving average of the generator (Karras et al. 2018), which is what ships;
@@ -58,7 +60,8 @@ class TrainConfig:
     d_channels: int = 32
     batch: int = 64  # over all processes together
     steps: int = 10_000
-    lr: float = 0.0  # 0: the architecture's own (DCGAN 2e-4, StyleGAN2 2.5e-3)
+    lr: float = 0.0  # 0: the architecture's own (DCGAN 2e-4, StyleGAN2 2.5e-3); D's, and G's unless g_lr
+    g_lr: float = 0.0  # 0: the same as D's, but a quarter of it for lightweight-gan (TTUR; see the docstring)
     ema_decay: float = 0.999
     snapshot_every: int = 500
     seed: int = 0
@@ -173,7 +176,9 @@ class Trainer:
         # lazy regularisation: the optimiser's step is rescaled as if the penalty ran every step (NVlabs)
         c_d = self.r1_interval / (self.r1_interval + 1) if self.r1_gamma > 0 else 1.0
         c_g = self.pl_interval / (self.pl_interval + 1) if sg2 and cfg.pl_weight > 0 else 1.0
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr * c_g, betas=(beta1**c_g, 0.99**c_g))
+        self.lr_D = lr
+        self.lr_G = cfg.g_lr or (lr / 4 if self.arch == "lightweight-gan" else lr)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=self.lr_G * c_g, betas=(beta1**c_g, 0.99**c_g))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr * c_d, betas=(beta1**c_d, 0.99**c_d))
         augment = cfg.augment if cfg.augment != "auto" else ("ada" if sg2 else "diffaugment")
         self.augment_name = augment
@@ -311,7 +316,8 @@ class Trainer:
                    if self.arch == "dcgan" and self.augment_name == "diffaugment" and not cfg.init else
                    f"engine.training.gan (lightweight-gan, {self.loss} loss, spectral-norm FastGAN D"
                    + (f" with reconstruction decoder (L2, weight {cfg.recon:g})" if cfg.recon > 0 else "")
-                   + f", augment {self.augment_name}, EMA G" + (", fine-tuned" if cfg.init else "") + ")"
+                   + f", augment {self.augment_name}, Adam G {self.lr_G:g} / D {self.lr_D:g}, EMA G"
+                   + (", fine-tuned" if cfg.init else "") + ")"
                    if self.arch == "lightweight-gan" else
                    f"engine.training.gan ({self.arch}, non-saturating loss, "
                    + ("spectral-norm D" if self.arch == "dcgan" else f"R1 gamma {self.r1_gamma:g}")

@@ -3,6 +3,9 @@ the perceptual losses of Johnson, Alahi and Fei-Fei 2016 (arXiv:1603.08155). Nev
 
     .venv/bin/python -m engine.training.style --name stained-glass --minutes 20
 
+A style from any picture, at the default show's 256 px: `masquerade train-style --image my.jpg -o my.safetensors`
+(`engine/training/style_image.py`, which reuses `gram` and `total_variation` from here).
+
 Honest substitutions, because Masquerade downloads nothing:
 - Loss network: not VGG-16 but the shipped emoji discriminator's features
   (`assets/models/emoji64-discriminator.safetensors`, `features(x)`: four LeakyReLU activations at
