@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 xvfb xauth x11-utils fonts-noto-color-emoji libportaudio2
-              chromium)  # chromium: the kiosk status page's browser test (Playwright drives it); x11-utils:
-                         # xwininfo, which tells the window tests which X screen a window opened on
+              chromium g++)  # chromium: the kiosk status page's browser test (Playwright drives it); x11-utils:
+                             # xwininfo, which tells the window tests which X screen a window opened on; g++:
+                             # torch.compile's C++ kernels on the CPU ([model] compile = "auto", StyleGAN shows)
 if command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
