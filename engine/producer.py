@@ -64,7 +64,7 @@ class Producer:
     def request(self, tick: Tick) -> None:
         if not self._warmed:
             self._warmed = True
-            warm_up = getattr(self.pipeline, "warm_up", None)  # a Pipeline's; scene players have none
+            warm_up = getattr(self.pipeline, "warm_up", None)  # a Pipeline's, ScenePlayer's or kiosk Switcher's
             if warm_up is not None:
                 warm_up()
         self._ask(tick)

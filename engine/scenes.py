@@ -319,6 +319,7 @@ class ScenePlayer:
         self._scene = 0  # the director's scene at the last frame
         self._mirror = self._link = None
         self.loads: list[tuple[int, float]] = []  # (scene number, seconds it took to build), in order
+        self._live = False  # warm_up was called: every scene's compiled generator may warm up as it plays
         self._load(0)
         self.work_size = self.pipelines[0].work_size
         self.current = 0
@@ -344,6 +345,8 @@ class ScenePlayer:
             pipeline.times = self.times
             pipeline.mirror, pipeline.link = self._mirror, self._link
             self.pipelines[i] = pipeline
+            if self._live:  # loaded after the show went live (a background load)
+                pipeline.warm_up()
             self.loads.append((scene.number, time.perf_counter() - started))
         except Exception as e:  # noqa: BLE001 - whatever a scene's build raises, the scene on screen plays on
             if i == 0:
@@ -353,6 +356,15 @@ class ScenePlayer:
                       self.failed[i])
         finally:
             self._ready[i].set()
+
+    def warm_up(self) -> None:
+        """Live shows: each scene's compiled generator (`[model] compile`) warms up in the background from its
+        first frame on, while its eager one draws (Pipeline.warm_up); scenes that never play never compile, and
+        background compiles run one at a time (engine/generators/speed.py)."""
+        self._live = True
+        for p in list(self.pipelines):
+            if p is not None:
+                p.warm_up()
 
     def pipeline(self, i: int):
         """Scene i's pipeline, waiting for its load; the one on screen instead when scene i failed to build."""

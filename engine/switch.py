@@ -113,6 +113,7 @@ class Switcher:
         self.switches = 0
         self.state: dict | None = None  # the heartbeat's `switch`
         self._mirror = self._link = None
+        self._live = False  # warm_up was called: each show that takes over warms its compiled generator up
         self._lock = threading.Lock()
         self._shown, self._gap = None, 0.0  # when the last frame was presented; the longest gap since a heartbeat
         self._measure: dict | None = None  # {"since", "last", "gap", "frames", "done"}: frames while a switch runs
@@ -143,6 +144,13 @@ class Switcher:
     @link.setter
     def link(self, value) -> None:
         self._link = self.now.source.link = value
+
+    def warm_up(self) -> None:
+        """Live: the playing show's compiled generator warms up in the background (Pipeline.warm_up), and so
+        does each show a switch brings in, once it has taken over (not during the cross-fade, where two
+        shows already share the CPU)."""
+        self._live = True
+        self.now.source.warm_up()
 
     def generate(self, tick: Tick) -> Frame:
         with self._lock:
@@ -303,6 +311,8 @@ class Switcher:
         elif self.inputs is not None:
             self.inputs.point_at(incoming.controls.bus)
         self.switches += 1
+        if self._live:
+            incoming.source.warm_up()
         if self._measure is not None:
             self._measure["done"] = "done"
         log.info("now playing %s (switch %d)", request.show, self.switches)

@@ -7,19 +7,22 @@ dynamo's own `eager` backend, so they take seconds; one test runs a real inducto
 StyleGAN2 (its cache in the user's cache folder, as a user's would be: seconds once it is warm).
 """
 
+import json
 import logging
 import threading
 
 import pytest
 import torch
 
+from engine import scenes, timeline
 from engine import show as shows
 from engine.frame import Tick
 from engine.generators import importers, speed
 from engine.generators.speed import Speed, accelerate
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, make_bus
 from engine.producer import Producer
 from engine.show import ShowError
+from engine.switch import Switcher
 
 from .conftest import DEFAULT_MODEL, ROOT, until
 
@@ -107,6 +110,62 @@ def test_a_failed_compile_is_one_log_line_and_the_show_stays_eager(tmp_path, mon
     assert "g++" not in lines[0] and "stays eager" in lines[0] and "C++ compile error" in lines[0]
     for a, b in zip(got, eager_frames(tmp_path, TICKS), strict=True):
         assert torch.equal(a, b)  # the eager model, untouched
+
+
+TWO_SCENES = '[[scene]]\nname = "one"\nduration = 1.0\n[[scene]]\nname = "two"\nduration = 1.0\nwalk = { seed = 5 }\n'
+
+
+def test_each_scene_of_a_live_show_warms_its_model_up_when_it_plays(tmp_path, monkeypatch):
+    """A show with scenes: the scene on screen compiles in the background while its eager model draws; a
+    scene not played yet compiles nothing; the next one compiles once it plays."""
+    release = threading.Event()
+    monkeypatch.setattr(speed, "compile_function", held_back(release))
+    player = scenes.build(show_with(tmp_path, TINY, "[output]\nfps = 10\n[timeline]\nloop = false\n" + TWO_SCENES),
+                          "cpu", background=True)
+    producer = Producer(player)
+    try:
+        live_frames(producer, [Tick(0, 0.0), Tick(1, 0.5)])  # scene one
+        one = player.pipelines[0].generator.compiled
+        two = until(lambda: player.pipelines[1], 60, "scene two's background load").generator.compiled
+        assert one.state == "warming" and two.state == "eager"
+        release.set()
+        assert one.join(timeout=120) and one.state == "compiled"
+        assert two.state == "eager"  # still not played: nothing compiled for it
+        live_frames(producer, [Tick(12, 1.2), Tick(13, 1.3)])  # scene two
+        assert player.current == 1
+        assert two.join(timeout=120) and two.state == "compiled"
+    finally:
+        release.set()
+        producer.close()
+
+
+def test_a_kiosk_switch_warms_the_incoming_shows_model_up_once_it_has_taken_over(tmp_path, monkeypatch):
+    release = threading.Event()
+    monkeypatch.setattr(speed, "compile_function", held_back(release))
+    first = show_with(tmp_path, TINY)
+    second_path = tmp_path / "second.toml"
+    second_path.write_text(f'[model]\npath = "{TINY}"\n[walk]\nseed = 3\n')
+    controls = timeline.Controls(first, make_bus(first))
+    control = tmp_path / "control.json"
+    switcher = Switcher(first, scenes.build(first, "cpu", controls), controls, control, "cpu")
+    producer = Producer(switcher)
+    try:
+        live_frames(producer, TICKS[:1])
+        old = switcher.now.source.generator.compiled
+        assert old.state == "warming"
+        control.write_text(json.dumps({"id": "a", "show": str(second_path), "seconds": 0}))
+        tick = iter(Tick(i, 0.1 * i) for i in range(1, 10_000))
+        until(lambda: live_frames(producer, [next(tick)]) and switcher.switches == 1, 60, "the switch")
+        new = switcher.now.source.generator.compiled
+        assert new is not old
+        live_frames(producer, [next(tick)])
+        assert new.state == "warming"  # the incoming show's own model compiles, in the background
+        release.set()
+        assert new.join(timeout=120) and new.state == "compiled"
+    finally:
+        release.set()
+        producer.close()
+        switcher.close()
 
 
 def test_lockstep_runs_never_swap_models(tmp_path, monkeypatch):

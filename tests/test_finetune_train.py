@@ -93,6 +93,37 @@ def test_fine_tuning_starts_from_the_model_and_its_discriminator(data16, tmp_pat
     assert not torch.equal(trainer.G.state_dict()["main.0.weight"], G.state_dict()["main.0.weight"])
 
 
+def test_a_dcgan_grows_to_twice_its_size_from_what_it_learned(data16, tmp_path):
+    """`--grow-to`: the layers up to the old output are the old model's (same features for the same z), new
+    layers draw at the new size, and the grown run's snapshot plays at that size."""
+    small = Trainer(tiny(data16, tmp_path / "small", steps=2, snapshot_every=2)).run(progress=False)
+    data32 = tmp_path / "set32"
+    data32.mkdir()
+    for i in range(24):
+        photo(i, (32, 32)).save(data32 / f"{i:05d}.png")
+    trainer = Trainer(tiny(data32, tmp_path / "grown", resolution=32, init=str(small), grow_to=32, steps=2,
+                           snapshot_every=2))
+    old, _ = checkpoint.load(small)
+    z = torch.randn(4, 16, 1, 1)
+    with torch.no_grad():
+        grown = trainer.G.eval()
+        assert torch.equal(grown.main[:6](z), old.eval().main[:6](z))  # 16 px features: the old model's
+        assert grown(z.flatten(1)).shape == (4, 3, 32, 32)
+        grown.train()
+    last = trainer.run(progress=False)
+    generator, card = checkpoint.load(last)
+    assert generator.resolution == 32 and card.provenance["grown_from"] == 16
+    assert card.provenance["from_discriminator"] == "fresh"
+    with pytest.raises(CheckpointError, match="power-of-two multiple of it, not 24"):
+        nets.grow(small, 24, 8)
+    sg2 = Trainer(tiny(data16, tmp_path / "sg2", arch="stylegan2", steps=1, snapshot_every=1)).run(progress=False)
+    with pytest.raises(CheckpointError, match="'stylegan2' generator; --grow-to grows a DCGAN"):
+        nets.grow(sg2, 32, 8)
+    r = masquerade("train", data32, "--out", tmp_path / "cli", "--grow-to", 32, "--steps", 1)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "masquerade: error: --grow-to needs --from MODEL (the model to grow)"]
+
+
 def test_fine_tuning_stylegan2_without_a_discriminator_starts_a_fresh_one(data16, tmp_path):
     G, _ = nets.fresh("stylegan2", 16, 16, 8, 8)
     checkpoint.save(G, "stylegan2", tmp_path / "sg2.safetensors", {})

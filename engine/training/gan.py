@@ -81,6 +81,7 @@ class TrainConfig:
     loss: str = "auto"  # logistic (non-saturating) | hinge; auto: hinge for lightweight-gan, else logistic
     recon: float = 1.0  # lightweight-gan: weight of D's reconstruction loss (0: the decoder is not trained)
     snapshot_minutes: float = 0.0  # > 0: also a snapshot whenever this many minutes passed since the last
+    grow_to: int = 0  # > 0, with `init` (a DCGAN): train at this resolution from the model's layers (nets.grow)
 
     def __post_init__(self):
         if self.arch and self.arch not in nets.ARCHS:
@@ -138,7 +139,8 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.init:
-            built = nets.from_model(cfg.init, cfg.arch or None, cfg.d_channels)
+            built = nets.grow(cfg.init, cfg.grow_to, cfg.d_channels) if cfg.grow_to else \
+                nets.from_model(cfg.init, cfg.arch or None, cfg.d_channels)
             self.G, self.D, self.source = built.G, built.D, built.source
             self.arch, self.resolution, self.z_dim = built.arch, built.resolution, built.z_dim
         else:
