@@ -110,6 +110,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
         if pipeline.link.state != "connected":
             log.warning("tempo.link: %s; the show keeps its own tempo", pipeline.link.reason)
     outputs = live_outputs(show, opts, surface.size)
+    readback = offline.LiveReadback(outputs)  # the sinks' frames: read back off the render thread's way
     compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
     log.info("playing %s on %s (%s %dx%d, model %s)", show.name, pipeline.device, type(surface).__name__.lower(),
              *surface.size, show.model_path.name)
@@ -127,6 +128,7 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             if "pause" in actions:
                 clock.toggle_pause()
             if "fullscreen" in actions:
+                readback.flush()  # its buffers belong to the GL context the toggle replaces
                 surface.toggle_fullscreen()  # a new GL context: rebuild what draws into it
                 compositor = make_compositor(surface.ctx, show, surface.size, pipeline)
 
@@ -140,14 +142,15 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
                 show, controls = switcher.show, switcher.controls
                 older = older if older.rgb.shape == newer.rgb.shape else newer
                 if newer.rgb.shape[1::-1] != tuple(compositor.source):
+                    readback.flush()
                     compositor = switcher.compositor_for(surface.ctx, surface.size, newer, compositor)
             with pipeline.times.time("composite"):
                 compositor.draw(older, newer, mix, trail_of(controls.bus))  # blend, upscale, trail into .fbo
             if "still" in actions:
                 save_still(compositor, opts.stills, show, tick)
             if outputs:
-                with pipeline.times.time("write"):  # each sink has its own thread: this only hands the frame on
-                    outputs.offer(compositor.read(), tick)
+                with pipeline.times.time("write"):  # each sink has its own thread: this only hands a frame on
+                    readback.offer(compositor, tick)
             with pipeline.times.time("present"):
                 surface.present(compositor.fbo, _stats_line(pipeline, producer) if opts.stats else "")
             shown += 1
@@ -174,10 +177,15 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
                 last_log = time.monotonic()
         if opts.headless and not outputs and shown:  # something to look at after a headless run
             save_still(compositor, opts.stills, show, tick)
+        readback.flush()
         seconds = time.perf_counter() - started
         return LiveRun(shown, seconds, dict(pipeline.times.mean_ms), outputs.close())
     finally:
         producer.close()
+        try:
+            readback.flush()  # an error mid-run: the frames in flight still reach the sinks
+        except Exception:  # noqa: BLE001 - the GL may be what failed; the run's own error is the one to see
+            log.debug("frames in flight could not be read back", exc_info=True)
         if switcher is not None:
             switcher.close()
         (switcher.inputs if switcher is not None else inputs).close()

@@ -116,6 +116,36 @@ class Readback:
             buffer.release()
 
 
+class LiveReadback:
+    """The live loop's sinks fed through a `Readback` ring: each frame's copy starts after it is drawn and is
+    handed on one frame later, so the render thread does not stall on the copy (on a GPU the copy runs while
+    the next frame is made; Mesa's software GL copies at once either way). Frames keep their order and none
+    is lost: a new compositor (fullscreen, a kiosk switch to another work size) and the end of the run hand
+    on what is still in flight first."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+        self.ring: Readback | None = None
+
+    def offer(self, compositor, tick) -> None:
+        if self.ring is not None and self.ring.compositor is not compositor:
+            self.flush()
+        if self.ring is None:
+            self.ring = Readback(compositor, depth=2)
+        if self.ring.pending:  # the frame before this one: its copy had a whole frame's time to finish
+            self.outputs.offer(*self.ring.take())
+        self.ring.start(tick)
+
+    def flush(self) -> None:
+        """Hand on every frame in flight, oldest first, and free the ring (call while its GL context lives)."""
+        if self.ring is None:
+            return
+        while self.ring.pending:
+            self.outputs.offer(*self.ring.take())
+        self.ring.release()
+        self.ring = None
+
+
 def choose_batch(pipeline, asked: int | None = None) -> int:
     """How many frames of show time `pipeline` generates at once: `asked` (None: AUTO_BATCH), or 1 when it cannot
     batch (a stateful filter, mirror mode, scenes). One line in the log says which and why."""

@@ -78,3 +78,39 @@ def test_resize(gl):
     c.resize((100, 50))
     c.draw(quadrants(), quadrants(), 1.0)
     assert c.read().shape == (50, 100, 3)
+
+
+class Collect:
+    """What the sinks' Outputs receive (`offer(rgb, tick)`), kept in order."""
+
+    def __init__(self):
+        self.frames = []
+
+    def offer(self, rgb, tick):
+        self.frames.append((rgb.copy(), tick))
+
+
+def test_live_readback_hands_every_frame_on_in_order_across_a_compositor_change(gl):
+    """The live loop's sinks get each frame one frame late, through pixel buffers; when the compositor is
+    replaced (a kiosk switch to another work size) the old one's frame in flight comes first, and the end of the
+    run flushes the last: none lost, none out of order, each the pixels that were drawn."""
+    from engine.offline import LiveReadback
+
+    collect = Collect()
+    readback = LiveReadback(collect)
+    first, second = Compositor(gl, (64, 36), (16, 16)), Compositor(gl, (64, 36), (8, 8))
+    expected = []
+    for i in range(7):
+        c = first if i < 4 else second
+        grey = 30 * i + 10
+        c.draw(*[frame(np.full((c.source[1], c.source[0], 3), grey))] * 2, 1.0)
+        expected.append(c.read())
+        readback.offer(c, Tick(i, i / 10))
+        assert len(collect.frames) == i  # one frame late (at i == 4 the switch handed frame 3 on)
+    readback.flush()
+    assert [t.index for _, t in collect.frames] == list(range(7))
+    for (rgb, tick), want in zip(collect.frames, expected, strict=True):
+        assert np.array_equal(rgb, want), tick
+    assert readback.ring is None
+    first.release()
+    second.release()
