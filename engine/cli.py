@@ -206,11 +206,18 @@ def cmd_models(args) -> None:
         res, card = loaded.module.resolution, loaded.card
         print(f"wrote {args.output}  {card.architecture}  {res}x{res}  from {card.provenance['source_format']}")
     else:  # sheet
-        from engine.contact_sheet import contact_sheet
+        from engine.contact_sheet import contact_sheet, contact_sheet_sized
 
         generator, _ = checkpoint.load(args.path)
         out = args.output or args.path.with_suffix(".png")
-        contact_sheet(generator, seed=args.seed).save(out)
+        if args.size:
+            try:
+                sheet = contact_sheet_sized(generator, parse_size(args.size), seed=args.seed)
+            except ValueError as e:
+                raise UsageError(f"--size {args.size}: {e}") from None
+        else:
+            sheet = contact_sheet(generator, seed=args.seed)
+        sheet.save(out)
         print(f"wrote {out}")
 
 
@@ -474,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("path", nargs="?", type=Path)
     mod.add_argument("-o", "--output", type=Path, help="sheet: where to write the PNG; import: the .safetensors")
     mod.add_argument("--seed", type=int, default=0, help="sheet: which latents")
+    mod.add_argument("--size", help="sheet: WIDTHxHEIGHT to fill at the model's own pixels (e.g. 1920x1080); "
+                                    "default: 32 samples and 3 walks, 8 wide, doubled")
     mod.set_defaults(func=cmd_models)
 
     data = sub.add_parser("data", help="build a training set")

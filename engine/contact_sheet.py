@@ -27,6 +27,20 @@ def contact_sheet(generator, seed: int = 0, columns: int = 8, sample_rows: int =
     return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
 
 
+def contact_sheet_sized(generator, size: tuple[int, int], seed: int = 0, walk_rows: int = 3,
+                        truncation: float = 0.8) -> Image.Image:
+    """`contact_sheet` filling a picture of `size` (e.g. 1920x1080, a screen's worth) at the model's own pixels:
+    as many columns and rows of samples as fit, the last `walk_rows` rows walks, centred on black."""
+    res = generator.resolution
+    columns, rows = size[0] // res, size[1] // res
+    if columns < 2 or rows <= walk_rows:
+        raise ValueError(f"a {size[0]}x{size[1]} sheet holds too few {res} px tiles: give a larger --size")
+    grid = contact_sheet(generator, seed, columns, rows - walk_rows, walk_rows, truncation, scale=1)
+    canvas = Image.new("RGB", size)
+    canvas.paste(grid, ((size[0] - grid.width) // 2, (size[1] - grid.height) // 2))
+    return canvas
+
+
 def stills(frames: list[Image.Image], columns: int = 3, width: int = 640) -> Image.Image:
     """Rendered frames (one size) -> one picture: each shrunk to `width` in a grid of `columns`, then a strip
     of the first frame's centre at 1:1, `columns * width` wide, so the output's real detail shows."""

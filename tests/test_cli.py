@@ -1,6 +1,8 @@
 """The `masquerade` command as a user meets it: one-line errors with exit status 2, and the model list."""
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from .conftest import DEFAULT_MODEL, DEFAULT_SHOW, masquerade
 
@@ -88,3 +90,20 @@ def test_commands_that_need_no_model_start_without_importing_torch():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'cv2', 'moderngl'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:] + out.stderr[-500:]
+
+
+def test_models_sheet_fills_a_screen_at_the_models_own_pixels(tmp_path):
+    """`models sheet --size 1920x1080`: as many 64 px samples as fit, walks in the last rows, centred on black."""
+    out = tmp_path / "sheet.png"
+    r = masquerade("models", "sheet", DEFAULT_MODEL, "--size", "1920x1080", "-o", out)
+    assert r.returncode == 0, r.stderr
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    assert sheet.shape == (1080, 1920, 3)
+    assert (sheet[:28] == 0).all() and (sheet[-28:] == 0).all()  # 16 rows of 64 px: 1024 of 1080, centred
+    tiles = sheet[28:28 + 64 * 16].reshape(16, 64, 30, 64, 3).transpose(0, 2, 1, 3, 4).reshape(480, -1)
+    assert len({t.tobytes() for t in tiles[:13 * 30]}) == 13 * 30  # every sample its own picture
+    walk = tiles[13 * 30:14 * 30].astype(int)
+    steps = np.abs(np.diff(walk, axis=0)).mean(axis=1)
+    assert steps.max() < np.abs(walk[0] - walk[-1]).mean()  # a walk moves in steps, not jumps
+    assert_clean_error(masquerade("models", "sheet", DEFAULT_MODEL, "--size", "100x100", "-o", out), "--size 100x100",
+                       "too few 64 px tiles")
