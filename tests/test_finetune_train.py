@@ -94,9 +94,9 @@ def test_fine_tuning_starts_from_the_model_and_its_discriminator(data16, tmp_pat
 
 
 def test_a_dcgan_grows_to_twice_its_size_from_what_it_learned(data16, tmp_path):
-    """`--grow-to`: the layers up to the old output are the old model's (same features for the same z), new
-    layers draw at the new size, and the grown run's snapshot plays at that size."""
-    small = Trainer(tiny(data16, tmp_path / "small", steps=2, snapshot_every=2)).run(progress=False)
+    """`--grow-to`: the layers up to the old output are the old model's (the same features for the same z), the
+    grown model's first picture is the old one enlarged, and the grown run's snapshot plays at the new size."""
+    small = Trainer(tiny(data16, tmp_path / "small", g_channels=16, steps=2, snapshot_every=2)).run(progress=False)
     data32 = tmp_path / "set32"
     data32.mkdir()
     for i in range(24):
@@ -104,18 +104,25 @@ def test_a_dcgan_grows_to_twice_its_size_from_what_it_learned(data16, tmp_path):
     trainer = Trainer(tiny(data32, tmp_path / "grown", resolution=32, init=str(small), grow_to=32, steps=2,
                            snapshot_every=2))
     old, _ = checkpoint.load(small)
-    z = torch.randn(4, 16, 1, 1)
+    z = torch.randn(64, 16)
     with torch.no_grad():
-        grown = trainer.G.eval()
-        assert torch.equal(grown.main[:6](z), old.eval().main[:6](z))  # 16 px features: the old model's
-        assert grown(z.flatten(1)).shape == (4, 3, 32, 32)
+        grown, old = trainer.G.eval(), old.eval()
+        assert torch.equal(grown.main[:6](z[:, :, None, None]), old.main[:6](z[:, :, None, None]))
+        enlarged = torch.nn.functional.interpolate(old(z), scale_factor=2, mode="bilinear", align_corners=False)
+        picture = grown(z)
+        inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # the border pads with zeros, not edges
+        assert (picture - enlarged)[inner].abs().mean() < 0.03  # its first picture: the old one, enlarged
+        random_top = generators.create("dcgan", **{**old.config, "resolution": 32, "base_channels": 8}).eval()
+        random_top.load_state_dict({**random_top.state_dict(), **{k: v for k, v in old.state_dict().items()
+                                                                  if random_top.state_dict()[k].shape == v.shape}})
+        assert (picture - enlarged)[inner].abs().mean() < 0.2 * (random_top(z) - enlarged)[inner].abs().mean()
         grown.train()
     last = trainer.run(progress=False)
     generator, card = checkpoint.load(last)
     assert generator.resolution == 32 and card.provenance["grown_from"] == 16
     assert card.provenance["from_discriminator"] == "fresh"
-    with pytest.raises(CheckpointError, match="power-of-two multiple of it, not 24"):
-        nets.grow(small, 24, 8)
+    with pytest.raises(CheckpointError, match="grows to twice its size, 32, not 64"):
+        nets.grow(small, 64, 8)
     sg2 = Trainer(tiny(data16, tmp_path / "sg2", arch="stylegan2", steps=1, snapshot_every=1)).run(progress=False)
     with pytest.raises(CheckpointError, match="'stylegan2' generator; --grow-to grows a DCGAN"):
         nets.grow(sg2, 32, 8)

@@ -10,6 +10,7 @@ works but costs the first few hundred steps while D catches up.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,12 +133,19 @@ def from_model(path: str | Path, arch: str | None, d_channels: int) -> Nets:
 
 
 def grow(path: str | Path, resolution: int, d_channels: int) -> Nets:
-    """A DCGAN from `path` grown to `resolution` (progressive growing, Karras et al. 2018, done in one step):
-    a fresh DCGAN at the new size whose layers up to the old output have the old model's widths and weights
-    (base width halved per doubling), and new layers from there to the new output; a fresh discriminator.
-    Why: at 128 px on two CPU cores, the layout a 64 px model already learned (what shapes, which colours)
-    would take most of a from-scratch run to learn again; the new layers only have to learn the detail.
-    The old output layer (to RGB at the old size) is dropped: its shape no longer fits."""
+    """A DCGAN from `path` grown to twice its size (progressive growing, Karras et al. 2018, in one step) and a
+    fresh discriminator. Why: at 128 px on two CPU cores, the layout a 64 px model already learned (which shapes,
+    which colours) would take most of a from-scratch run to learn again; grown, only the new layers have detail
+    to learn.
+
+    The layers up to the old output keep the old model's widths (base width halved) and weights. The new pair
+    (transposed conv, batch norm, ReLU; transposed conv to RGB) starts as the old output up-sampled: the first
+    conv's first 2 x 3 channels are the old to-RGB conv and its negation, the batch norm undoes its own
+    normalisation for them (set from a batch of the model's own features), ReLU(u) - ReLU(-u) = u, and the last
+    conv adds the pair with a bilinear x2 kernel; its other channels start at zero weight. So the grown model's
+    first picture is the old one, bilinearly enlarged (within the tanh's rounding), not noise from random layers
+    for the discriminator to chase: a first try from random new layers drew a grid of dark dots that grew with
+    training (assets/models/emoji128.md)."""
     from engine.generators import importers
 
     path = Path(path)
@@ -146,25 +154,49 @@ def grow(path: str | Path, resolution: int, d_channels: int) -> Nets:
         raise CheckpointError(f"{path}: a {loaded.card.architecture!r} generator; --grow-to grows a DCGAN")
     old = loaded.module
     config = dict(old.config)
-    factor = resolution // config["resolution"]
-    if resolution <= config["resolution"] or factor * config["resolution"] != resolution or factor & (factor - 1):
-        raise CheckpointError(f"{path}: a {config['resolution']} px model grows to a power-of-two multiple of it, "
-                              f"not {resolution}")
-    if config["base_channels"] % factor:
-        raise CheckpointError(f"{path}: its base width {config['base_channels']} does not halve "
-                              f"{factor.bit_length() - 1} time(s)")
+    if resolution != 2 * config["resolution"]:
+        raise CheckpointError(f"{path}: a {config['resolution']} px model grows to twice its size, "
+                              f"{2 * config['resolution']}, not {resolution}")
+    if config["base_channels"] % 2 or config["base_channels"] // 2 < 2 * config["out_channels"]:
+        raise CheckpointError(f"{path}: its base width {config['base_channels']} is too small to halve")
     G = generators.create("dcgan", **{**config, "resolution": resolution,
-                                      "base_channels": config["base_channels"] // factor})
+                                      "base_channels": config["base_channels"] // 2})
     ours, theirs = G.state_dict(), old.state_dict()
     taken = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     G.load_state_dict({**ours, **taken})
-    log.info("%s grown from %d to %d px: %d of its %d tensors taken, %d new", path, config["resolution"], resolution,
-             len(taken), len(theirs), len(ours) - len(taken))
+    _start_as_enlarged(G, old)
+    log.info("%s grown from %d to %d px: %d of its %d tensors taken, the new layers start as its picture enlarged",
+             path, config["resolution"], resolution, len(taken), len(theirs))
     source = {"from": str(path), "from_format": loaded.format, "grown_from": config["resolution"],
               "from_sha256": loaded.card.provenance.get("source_sha256") or importers.sha256(path),
               "from_dataset": loaded.card.provenance.get("dataset", ""), "from_discriminator": "fresh"}
     D = fresh_discriminator("dcgan", resolution, d_channels)
     return Nets("dcgan", G.train().requires_grad_(True), D.train().requires_grad_(True), resolution, G.z_dim, source)
+
+
+@torch.no_grad()
+def _start_as_enlarged(G: nn.Module, old: nn.Module, calibration: int = 512) -> None:
+    """`grow`'s new layers set so that G draws `old`'s picture enlarged x2 (see `grow`)."""
+    to_rgb = old.main[-2].weight  # [C, 3, 4, 4], the old output conv
+    first, norm, last = G.main[-5], G.main[-4], G.main[-2]  # [C, W, 4, 4], BatchNorm2d(W), [W, 3, 4, 4]
+    rgb = to_rgb.shape[1]
+    first.weight[:, :rgb] = to_rgb
+    first.weight[:, rgb:2 * rgb] = -to_rgb
+    # the batch norm's own statistics for those channels, on the model's features (train mode, as in training)
+    z = torch.randn(calibration, G.z_dim, 1, 1, generator=torch.Generator().manual_seed(0))
+    u = copy.deepcopy(G.main[:-4]).train()(z)  # the first conv's output [N, W, 2R', 2R'] (a copy: its running
+    #                                               statistics stay the old model's)
+    mean, var = u.mean(dim=[0, 2, 3]), u.var(dim=[0, 2, 3], unbiased=False)
+    norm.weight[:2 * rgb] = (var[:2 * rgb] + norm.eps).sqrt()
+    norm.bias[:2 * rgb] = mean[:2 * rgb]
+    norm.running_mean.copy_(mean)
+    norm.running_var.copy_(var)
+    taps = torch.tensor([0.25, 0.75, 0.75, 0.25])  # a stride-2 transposed conv with these taps: bilinear x2
+    kernel = torch.outer(taps, taps)
+    last.weight.zero_()
+    for c in range(rgb):
+        last.weight[c, c] = kernel
+        last.weight[rgb + c, c] = -kernel
 
 
 def generate(arch: str, G: nn.Module, z: torch.Tensor) -> torch.Tensor:
