@@ -142,6 +142,12 @@ class Pipeline:
         if self.generator.compiled is not None:
             self.generator.compiled.start()
 
+    def cool_down(self) -> None:
+        """The pipeline is dropped (a kiosk switched away): its compiled generator's warm-up, if it has not begun,
+        is skipped (speed.Compiled.cancel)."""
+        if self.generator.compiled is not None:
+            self.generator.compiled.cancel()
+
     def reset_filters(self) -> None:
         """Stateful filters (feedback, temporal smoothing) forget the past: after a cut the old frame
         must not bleed into the new one."""

@@ -366,6 +366,13 @@ class ScenePlayer:
             if p is not None:
                 p.warm_up()
 
+    def cool_down(self) -> None:
+        """Dropped (a kiosk switched away): no scene's compile that has not begun will run (Pipeline.cool_down)."""
+        self._live = False
+        for p in list(self.pipelines):
+            if p is not None:
+                p.cool_down()
+
     def pipeline(self, i: int):
         """Scene i's pipeline, waiting for its load; the one on screen instead when scene i failed to build."""
         if not self._ready[i].is_set():

@@ -316,4 +316,5 @@ class Switcher:
         if self._measure is not None:
             self._measure["done"] = "done"
         log.info("now playing %s (switch %d)", request.show, self.switches)
+        old.source.cool_down()  # a compile of its model still waiting its turn is not wanted now
         old.source = old.controls = None  # dropped: its pipelines and bus go with it

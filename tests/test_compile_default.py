@@ -168,6 +168,31 @@ def test_a_kiosk_switch_warms_the_incoming_shows_model_up_once_it_has_taken_over
         switcher.close()
 
 
+def test_background_compiles_run_one_at_a_time_and_a_dropped_models_turn_is_skipped(tmp_path, monkeypatch):
+    """Two live models (a kiosk's show and the one it switched to): the second's compile waits for the first's;
+    dropped meanwhile (`cool_down`), it never compiles and its model keeps drawing eager."""
+    release = threading.Event()
+    monkeypatch.setattr(speed, "compile_function", held_back(release))
+    first, second = Pipeline(show_with(tmp_path, TINY), "cpu"), Pipeline(show_with(tmp_path, TINY), "cpu")
+    producers = Producer(first), Producer(second)
+    try:
+        live_frames(producers[0], TICKS[:1])
+        live_frames(producers[1], TICKS[:1])
+        a, b = first.generator.compiled, second.generator.compiled
+        assert a.state == b.state == "warming"  # a compiles (held back), b waits for its turn
+        second.cool_down()
+        release.set()
+        assert a.join(timeout=120) and a.state == "compiled"
+        assert b.join(timeout=120) and b.state == "cancelled"
+        got = live_frames(producers[1], TICKS[1:3])
+    finally:
+        release.set()
+        for p in producers:
+            p.close()
+    for x, y in zip(got, eager_frames(tmp_path, TICKS[1:3]), strict=True):
+        assert torch.equal(x, y)  # the eager model, untouched
+
+
 def test_lockstep_runs_never_swap_models(tmp_path, monkeypatch):
     """Headless runs wait for every frame and are compared byte for byte: "auto" leaves them eager."""
     monkeypatch.setattr(speed, "compile_function", held_back(threading.Event(), fail=True))

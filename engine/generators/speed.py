@@ -129,8 +129,9 @@ class Compiled:
 
     def __init__(self, eager, mode: str | None = None, wait: bool = False):
         self.eager, self.mode, self.wait = eager, mode, wait
-        self.state = "eager"  # "eager", "warming", "compiled" or "failed"
+        self.state = "eager"  # "eager", "warming", "compiled", "failed" or "cancelled"
         self._background = False
+        self._cancelled = False
         self._thread: threading.Thread | None = None
         self._fn = None  # the compiled function, once it has matched the eager one
         self._done = threading.Event()  # set when the state is final: compiled or failed
@@ -144,6 +145,15 @@ class Compiled:
         Not with CUDA graphs: they are recorded on the thread that replays them, so those compile on the
         first call."""
         self._background = self.mode is None
+
+    def cancel(self) -> None:
+        """The model is no longer played (a kiosk switched to another show): a background compile that has not
+        begun is skipped (one already running finishes; torch.compile cannot be interrupted), and the model stays
+        eager. Without it, a playlist of StyleGAN shows would queue minutes of compiles for models long gone."""
+        self._cancelled, self._background = True, False
+        if self.state == "eager":
+            self.state = "cancelled"
+            self._done.set()
 
     def join(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the warm-up to end; True if it has (compiled or failed)."""
@@ -176,6 +186,10 @@ class Compiled:
             pass
         grad, inference = modes
         with _BACKGROUND, torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            if self._cancelled:  # dropped while another model compiled: nothing to compile for
+                self.state = "cancelled"
+                self._done.set()
+                return
             self._warm(args, kwargs, expected)
 
     def _warm(self, args, kwargs, expected):
