@@ -269,7 +269,8 @@ def cmd_train(args) -> None:
                       augment=args.augment, ada_target=args.ada_target, ada_kimg=args.ada_kimg,
                       r1_gamma=-1.0 if args.r1_gamma is None else args.r1_gamma, pl_weight=args.pl_weight,
                       lr=args.lr, g_lr=args.g_lr, loss=args.loss, recon=args.recon,
-                      snapshot_minutes=args.snapshot_minutes or 0.0, grow_to=args.grow_to or 0)
+                      snapshot_minutes=args.snapshot_minutes or 0.0, grow_to=args.grow_to or 0,
+                      d_warmup=args.d_warmup)
     if cfg.grow_to and not cfg.init:
         raise UsageError("--grow-to needs --from MODEL (the model to grow)")
     if not Path(cfg.data).is_dir():
@@ -524,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--grow-to", type=_positive_int, metavar="RESOLUTION",
                     help="with --from (a DCGAN): train at this higher resolution, its layers up to the old output "
                          "taken from the model (progressive growing in one step); a fresh discriminator")
+    tr.add_argument("--d-warmup", type=int, default=0, metavar="STEPS",
+                    help="the first STEPS steps train the discriminator alone (for a fresh D against a G that "
+                         "already draws well: --grow-to, or --from without its discriminator)")
     tr.add_argument("--kimg", type=_positive_float, help="train until N thousand images were shown (overrides --steps)")
     tr.add_argument("--snapshot-kimg", type=_positive_float,
                     help="a snapshot every N kimg (overrides --snapshot-every)")

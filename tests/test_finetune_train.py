@@ -131,6 +131,23 @@ def test_a_dcgan_grows_to_twice_its_size_from_what_it_learned(data16, tmp_path):
         "masquerade: error: --grow-to needs --from MODEL (the model to grow)"]
 
 
+def test_d_warmup_trains_the_discriminator_alone_first(data16, tmp_path):
+    """`--d-warmup N`: for N steps only D learns (G and its EMA stay the model given); then both do."""
+    trainer = Trainer(tiny(data16, tmp_path / "run", steps=4, d_warmup=3, snapshot_every=4))
+    g0 = {k: v.clone() for k, v in trainer.G.named_parameters()}  # (its batch-norm statistics follow the batches)
+    ema0 = {k: v.clone() for k, v in trainer.G_ema.named_parameters()}
+    d0 = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    for _ in range(3):
+        stats = trainer.train_step()
+        assert "loss_G" not in stats and np.isfinite(stats["loss_D"])
+    assert all(torch.equal(v, g0[k]) for k, v in trainer.G.named_parameters())
+    assert all(torch.equal(v, ema0[k]) for k, v in trainer.G_ema.named_parameters())
+    assert any(not torch.equal(v, d0[k]) for k, v in trainer.D.state_dict().items())
+    stats = trainer.train_step()
+    assert np.isfinite(stats["loss_G"])
+    assert any(not torch.equal(v, g0[k]) for k, v in trainer.G.named_parameters())
+
+
 def test_fine_tuning_stylegan2_without_a_discriminator_starts_a_fresh_one(data16, tmp_path):
     G, _ = nets.fresh("stylegan2", 16, 16, 8, 8)
     checkpoint.save(G, "stylegan2", tmp_path / "sg2.safetensors", {})

@@ -82,6 +82,7 @@ class TrainConfig:
     recon: float = 1.0  # lightweight-gan: weight of D's reconstruction loss (0: the decoder is not trained)
     snapshot_minutes: float = 0.0  # > 0: also a snapshot whenever this many minutes passed since the last
     grow_to: int = 0  # > 0, with `init` (a DCGAN): train at this resolution from the model's layers (nets.grow)
+    d_warmup: int = 0  # the first N steps train D alone (G and its EMA still): see `train_step`
 
     def __post_init__(self):
         if self.arch and self.arch not in nets.ARCHS:
@@ -266,6 +267,14 @@ class Trainer:
             if (self.step + 1) % self.ada.interval == 0:
                 self.ada.adjust(cfg.batch * self.ada.interval, distributed.sum_over_processes)
 
+        if self.step < cfg.d_warmup:
+            # D alone first: a fresh D against a G that already draws well (a grown or fine-tuned model) starts
+            # blind, D(real) = D(fake) = 0, and Adam turns its near-zero, noisy gradient into full-size G steps
+            # that only add noise (the grown emoji128 run 2: D's loss 1.386 for 1,800 steps, a checkerboard)
+            self.step += 1
+            return {"step": self.step, "kimg": round(self.kimg(), 3), "loss_D": loss_D.item(),
+                    "D_real": d_real.mean().item(), "D_fake": d_fake.mean().item(), **stats}
+
         # generator: make D call fakes real (+ path length, lazily)
         self.D.requires_grad_(False)
         z = torch.randn(b, self.z_dim).to(dev)
@@ -415,7 +424,8 @@ class Trainer:
             stats["seconds"] = round(time.perf_counter() - t0, 1)
             self.log.append(stats)
             bar.update(1)
-            post = {"kimg": f"{stats['kimg']:.1f}", "D": f"{stats['loss_D']:.3f}", "G": f"{stats['loss_G']:.3f}"}
+            post = {"kimg": f"{stats['kimg']:.1f}", "D": f"{stats['loss_D']:.3f}",
+                    "G": f"{stats['loss_G']:.3f}" if "loss_G" in stats else "-"}  # none while D warms up
             if "ada_p" in stats:
                 post["p"] = f"{stats['ada_p']:.3f}"
             bar.set_postfix(post)
