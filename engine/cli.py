@@ -306,7 +306,7 @@ def cmd_inspect(args) -> None:
 def cmd_train_sr(args) -> None:
     from engine.training.superres import SRTrainConfig, SRTrainer
 
-    cfg = SRTrainConfig(out=str(args.out), steps=args.steps, batch=args.batch, num_feat=args.num_feat,
+    cfg = SRTrainConfig(out=str(args.out), steps=args.steps, batch=args.batch, scale=args.scale, num_feat=args.num_feat,
                         num_conv=args.num_conv, clipart=args.clipart, procedural=args.procedural,
                         snapshot_every=args.snapshot_every, seed=args.seed, threads=args.threads)
     print(f"latest snapshot: {SRTrainer(cfg).run()}")
@@ -561,11 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--seed", type=int, default=0)
     ins.set_defaults(func=cmd_inspect)
 
-    sr = sub.add_parser("train-sr", help="train the x4 super-resolution filter on emoji, clipart and drawn "
+    sr = sub.add_parser("train-sr", help="train the x4 (or x2) super-resolution filter on emoji, clipart and drawn "
                                          "shapes (more options: python -m engine.training.superres --help)")
     sr.add_argument("--out", type=Path, required=True, help="run folder: snapshots, state.pt (resumes from it)")
     sr.add_argument("--steps", type=_positive_int, default=4000)
     sr.add_argument("--batch", type=_positive_int, default=32)
+    sr.add_argument("--scale", type=int, choices=[2, 4], default=4,
+                    help="x4 (the shipped model's, for 64 px generators) or x2 (cheaper at 128 px)")
     sr.add_argument("--num-feat", type=_positive_int, default=32)
     sr.add_argument("--num-conv", type=_positive_int, default=6)
     sr.add_argument("--clipart", type=int, default=5000, help="Openclipart files to use, if installed (0: none)")

@@ -23,6 +23,8 @@ from engine.training.superres import (
     to_tensor,
 )
 
+from .conftest import masquerade
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -95,6 +97,19 @@ def test_training_runs_and_resumes_from_its_state_file(tmp_path):
     steps = [entry["step"] for entry in again.log if "loss" in entry]
     assert steps == [1, 2, 3, 4, 5]  # one log across both runs
     assert any("eval" in entry for entry in again.log)
+
+
+def test_an_x2_model_trains_from_the_command_line_and_plays_as_the_filter(tmp_path):
+    r = masquerade("train-sr", "--out", tmp_path / "x2", "--scale", 2, "--steps", 2, "--batch", 2, "--num-feat", 8,
+                   "--num-conv", 1, "--clipart", 0, "--procedural", 8, "--snapshot-every", 2, "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    path = sorted((tmp_path / "x2").glob("*.safetensors"))[-1]
+    model, info = load_sr(path)
+    assert info.scale == 2
+    sr = filters.create("superres", path=str(path)).eval()
+    with torch.no_grad():
+        y = sr(torch.rand(1, 3, 16, 16))
+    assert y.shape == (1, 3, 32, 32) and 0 <= y.min() and y.max() <= 1
 
 
 def test_training_lowers_the_loss(tmp_path):
