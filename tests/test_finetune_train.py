@@ -108,14 +108,13 @@ def test_a_dcgan_grows_to_twice_its_size_from_what_it_learned(data16, tmp_path):
     with torch.no_grad():
         grown, old = trainer.G.eval(), old.eval()
         assert torch.equal(grown.main[:6](z[:, :, None, None]), old.main[:6](z[:, :, None, None]))
-        enlarged = torch.nn.functional.interpolate(old(z), scale_factor=2, mode="bilinear", align_corners=False)
+        enlarged = torch.nn.functional.interpolate(old(z), scale_factor=2, mode="nearest")
         picture = grown(z)
-        inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # the border pads with zeros, not edges
-        assert (picture - enlarged)[inner].abs().mean() < 0.03  # its first picture: the old one, enlarged
+        assert (picture - enlarged).abs().max() < 1e-3  # its first picture: the old one, enlarged, border included
         random_top = generators.create("dcgan", **{**old.config, "resolution": 32, "base_channels": 8}).eval()
         random_top.load_state_dict({**random_top.state_dict(), **{k: v for k, v in old.state_dict().items()
                                                                   if random_top.state_dict()[k].shape == v.shape}})
-        assert (picture - enlarged)[inner].abs().mean() < 0.2 * (random_top(z) - enlarged)[inner].abs().mean()
+        assert (random_top(z) - enlarged).abs().mean() > 0.02  # random new layers: far off (the check can tell)
         grown.train()
     last = trainer.run(progress=False)
     generator, card = checkpoint.load(last)

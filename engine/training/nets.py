@@ -142,10 +142,11 @@ def grow(path: str | Path, resolution: int, d_channels: int) -> Nets:
     (transposed conv, batch norm, ReLU; transposed conv to RGB) starts as the old output up-sampled: the first
     conv's first 2 x 3 channels are the old to-RGB conv and its negation, the batch norm undoes its own
     normalisation for them (set from a batch of the model's own features), ReLU(u) - ReLU(-u) = u, and the last
-    conv adds the pair with a bilinear x2 kernel; its other channels start at zero weight. So the grown model's
-    first picture is the old one, bilinearly enlarged (within the tanh's rounding), not noise from random layers
-    for the discriminator to chase: a first try from random new layers drew a grid of dark dots that grew with
-    training (assets/models/emoji128.md)."""
+    conv adds the pair with a nearest-neighbour x2 kernel; its other channels start at zero weight. So the grown
+    model's first picture is the old one enlarged pixel for pixel, not noise from random layers for the
+    discriminator to chase: a first try from random new layers drew a grid of dark dots that grew with training,
+    and a bilinear start lightened the border, whose taps read the transposed conv's zero padding
+    (assets/models/emoji128.md)."""
     from engine.generators import importers
 
     path = Path(path)
@@ -176,7 +177,7 @@ def grow(path: str | Path, resolution: int, d_channels: int) -> Nets:
 
 @torch.no_grad()
 def _start_as_enlarged(G: nn.Module, old: nn.Module, calibration: int = 512) -> None:
-    """`grow`'s new layers set so that G draws `old`'s picture enlarged x2 (see `grow`)."""
+    """`grow`'s new layers set so that G draws `old`'s picture enlarged x2, nearest neighbour (see `grow`)."""
     to_rgb = old.main[-2].weight  # [C, 3, 4, 4], the old output conv
     first, norm, last = G.main[-5], G.main[-4], G.main[-2]  # [C, W, 4, 4], BatchNorm2d(W), [W, 3, 4, 4]
     rgb = to_rgb.shape[1]
@@ -191,7 +192,8 @@ def _start_as_enlarged(G: nn.Module, old: nn.Module, calibration: int = 512) -> 
     norm.bias[:2 * rgb] = mean[:2 * rgb]
     norm.running_mean.copy_(mean)
     norm.running_var.copy_(var)
-    taps = torch.tensor([0.25, 0.75, 0.75, 0.25])  # a stride-2 transposed conv with these taps: bilinear x2
+    taps = torch.tensor([0.0, 1.0, 1.0, 0.0])  # a stride-2 transposed conv with these taps: nearest x2, which reads
+    #                                           no padding (bilinear taps read the zero border: a light edge ring)
     kernel = torch.outer(taps, taps)
     last.weight.zero_()
     for c in range(rgb):
