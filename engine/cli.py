@@ -39,6 +39,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -525,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--grow-to", type=_positive_int, metavar="RESOLUTION",
                     help="with --from (a DCGAN): train at this higher resolution, its layers up to the old output "
                          "taken from the model (progressive growing in one step); a fresh discriminator")
-    tr.add_argument("--d-warmup", type=int, default=0, metavar="STEPS",
+    tr.add_argument("--d-warmup", type=_non_negative_int, default=0, metavar="STEPS",
                     help="the first STEPS steps train the discriminator alone (for a fresh D against a G that "
                          "already draws well: --grow-to, or --from without its discriminator)")
     tr.add_argument("--kimg", type=_positive_float, help="train until N thousand images were shown (overrides --steps)")

@@ -141,8 +141,8 @@ def run_live(show: Show, opts: LiveOptions) -> LiveRun:
             if switcher is not None:  # the show may have changed: its controls, and maybe its work size
                 show, controls = switcher.show, switcher.controls
                 older = older if older.rgb.shape == newer.rgb.shape else newer
-                if newer.rgb.shape[1::-1] != tuple(compositor.source):
-                    readback.flush()
+                if newer.rgb.shape[1::-1] != tuple(compositor.source):  # (the readback sees the new one and
+                    #                                                          hands on the old one's frame first)
                     compositor = switcher.compositor_for(surface.ctx, surface.size, newer, compositor)
             with pipeline.times.time("composite"):
                 compositor.draw(older, newer, mix, trail_of(controls.bus))  # blend, upscale, trail into .fbo
