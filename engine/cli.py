@@ -206,7 +206,8 @@ def cmd_models(args) -> None:
     if args.action == "info":  # any supported format, read through the converters, nothing written
         from engine.generators import importers
 
-        print(importers.describe(importers.load(args.path)))
+        other = importers.describe_non_generator(args.path)  # a filter network or a discriminator of ours
+        print(other if other is not None else importers.describe(importers.load(args.path)))
     elif args.action == "import":
         from engine.generators import importers
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import DEFAULT_MODEL, DEFAULT_SHOW, masquerade
+from .conftest import DEFAULT_MODEL, DEFAULT_SHOW, ROOT, masquerade
 
 
 def assert_clean_error(result, *fragments):
@@ -107,3 +107,26 @@ def test_models_sheet_fills_a_screen_at_the_models_own_pixels(tmp_path):
     assert steps.max() < np.abs(walk[0] - walk[-1]).mean()  # a walk moves in steps, not jumps
     assert_clean_error(masquerade("models", "sheet", DEFAULT_MODEL, "--size", "100x100", "-o", out), "--size 100x100",
                        "too few 64 px tiles")
+
+
+@pytest.mark.parametrize("name, fragments", [
+    ("sr-emoji-x4", ("architecture  superres-compact", "scale         4", 'kind = "superres"')),
+    ("style-stained-glass", ("architecture  style-transformer", 'kind = "style"')),
+    ("emoji64-discriminator", ("architecture  dcgan-discriminator", "masquerade train --from")),
+])
+def test_models_info_describes_the_shipped_filter_and_discriminator_files(name, fragments):
+    """Every file in assets/models/ answers `models info` with what it is and how a show or the trainer uses it."""
+    path = ROOT / "assets" / "models" / f"{name}.safetensors"
+    info = masquerade("models", "info", path)
+    assert info.returncode == 0, info.stderr
+    for fragment in fragments + ("parameters", str(path)):
+        assert fragment in info.stdout
+
+
+def test_a_super_resolution_file_as_a_show_model_says_where_it_belongs(tmp_path):
+    model = ROOT / "assets" / "models" / "sr-emoji-x4.safetensors"
+    show = tmp_path / "show.toml"
+    show.write_text(f'[model]\npath = "{model}"\n')
+    result = masquerade("render", show, "-o", tmp_path / "x.mp4", "--seconds", "0.1", "-q")
+    assert_clean_error(result, str(model), "super-resolution filter", "not a generator")
+    assert not (tmp_path / "x.mp4").exists()

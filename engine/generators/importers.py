@@ -179,7 +179,7 @@ def load(path: str | Path) -> Loaded:
         path = weights
     container = sniff(path)
     try:
-        _refuse_a_discriminator(path, container)
+        _refuse_a_non_generator(path, container)
         loaded = _load(path, container)
     except CheckpointError as e:  # the command line prints one line, quoting at most a little of the file
         raise type(e)(pickle_guard.quote(e, len(str(path)) + 300)) from None
@@ -188,16 +188,43 @@ def load(path: str | Path) -> Loaded:
     return loaded
 
 
-def _refuse_a_discriminator(path: Path, container: str) -> None:
-    """Our discriminator files (beside the generators `masquerade train` writes) named where a generator is
-    wanted: said so, from the metadata, before anything is built."""
-    architecture = ""
-    if container == "safetensors":
-        with contextlib.suppress(CheckpointError):  # not ours: the safetensors reader says what is wrong
-            architecture = checkpoint.read_card(path).architecture
-    if "discriminator" in architecture:
-        raise CheckpointError(f"{path} holds a discriminator ({architecture}), not a generator: name the "
+# Masquerade files that are not generators, and how each is used: a show naming one as its model is told, and
+# `models info` describes it from its metadata (nothing is built), so an artist can tell what a file is for.
+_FINE_TUNE = "a discriminator, for fine-tuning beside its generator (masquerade train --from GENERATOR)"
+NON_GENERATORS = {
+    "superres-compact": 'a super-resolution filter: [[filters]] kind = "superres", path = "{path}"',
+    "style-transformer": 'a style-transfer filter: [[filters]] kind = "style", path = "{path}"',
+    "dcgan-discriminator": _FINE_TUNE,
+    "stylegan2-discriminator": _FINE_TUNE,
+    "lightweight-gan-discriminator": _FINE_TUNE,
+}
+
+
+def _our_card(path: Path) -> checkpoint.ModelCard | None:
+    with contextlib.suppress(CheckpointError):  # not ours: the readers further on say what is wrong
+        return checkpoint.read_card(path)
+    return None
+
+
+def describe_non_generator(path: str | Path) -> str | None:
+    """`models info` for one of our files that holds a filter network or a discriminator; None otherwise."""
+    path = Path(path)
+    card = _our_card(path) if path.is_file() and path.suffix == ".safetensors" else None
+    if card is None or card.architecture not in NON_GENERATORS:
+        return None
+    return f"{card.describe()}\n  {'use':<13} {NON_GENERATORS[card.architecture].format(path=path)}"
+
+
+def _refuse_a_non_generator(path: Path, container: str) -> None:
+    """Our discriminator, super-resolution or style files named where a generator is wanted: said so, from the
+    metadata, before anything is built."""
+    card = _our_card(path) if container == "safetensors" else None
+    if card is None or card.architecture not in NON_GENERATORS:
+        return
+    if "discriminator" in card.architecture:
+        raise CheckpointError(f"{path} holds a discriminator ({card.architecture}), not a generator: name the "
                               "generator's file")
+    raise CheckpointError(f"{path} holds {NON_GENERATORS[card.architecture].format(path=path)}; not a generator")
 
 
 def _load(path: Path, container: str) -> Loaded:
