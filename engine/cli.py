@@ -281,7 +281,9 @@ def cmd_train(args) -> None:
                       r1_gamma=-1.0 if args.r1_gamma is None else args.r1_gamma, pl_weight=args.pl_weight,
                       lr=args.lr, g_lr=args.g_lr, loss=args.loss, recon=args.recon,
                       snapshot_minutes=args.snapshot_minutes or 0.0, grow_to=args.grow_to or 0,
-                      d_warmup=args.d_warmup)
+                      d_warmup=args.d_warmup, mbstd=args.mbstd)
+    if cfg.mbstd > 64:
+        raise UsageError(f"--mbstd {cfg.mbstd}: a group of at most 64 images (4 is usual)")
     if cfg.grow_to and not cfg.init:
         raise UsageError("--grow-to needs --from MODEL (the model to grow)")
     if not Path(cfg.data).is_dir():
@@ -539,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--d-warmup", type=_non_negative_int, default=0, metavar="STEPS",
                     help="the first STEPS steps train the discriminator alone (for a fresh D against a G that "
                          "already draws well: --grow-to, or --from without its discriminator)")
+    tr.add_argument("--mbstd", type=_non_negative_int, default=0, metavar="GROUP",
+                    help="DCGAN: the discriminator also sees the spread of its features over groups of GROUP images "
+                         "(ProGAN's minibatch std), so it can punish a generator short of variety; a fresh D")
     tr.add_argument("--kimg", type=_positive_float, help="train until N thousand images were shown (overrides --steps)")
     tr.add_argument("--snapshot-kimg", type=_positive_float,
                     help="a snapshot every N kimg (overrides --snapshot-every)")

@@ -241,3 +241,46 @@ def test_train_names_a_device_it_cannot_use(tmp_path):
     assert out.returncode == 2 and "--device cuda: no CUDA device" in out.stderr
     out = masquerade("train", data, "--out", tmp_path / "run", "--device", "tpu")
     assert out.returncode == 2 and "--device must be auto, cpu, cuda" in out.stderr
+
+
+def test_minibatch_spread_lets_the_discriminator_see_a_collapsed_batch():
+    """`--mbstd G`: the extra channel is the features' spread over each group of G images, so a batch of one
+    picture repeated (mode collapse) and a varied batch differ there, whatever each image looks like alone."""
+    from engine.generators.dcgan import MinibatchStd
+
+    layer = MinibatchStd(4)
+    varied = torch.randn(8, 5, 4, 4)
+    collapsed = varied[:1].expand(8, -1, -1, -1).contiguous()
+    out_v, out_c = layer(varied), layer(collapsed)
+    assert out_v.shape == (8, 6, 4, 4) and torch.equal(out_v[:, :5], varied)
+    assert float(out_c[:, 5].max()) < 1e-3 and float(out_v[:, 5].min()) > 0.5
+    # groups are images i, i + 2 (B/G = 2 groups of 4): images 0 and 2 share a value, 0 and 1 need not
+    assert torch.equal(out_v[0, 5], out_v[2, 5]) and torch.equal(out_v[1, 5], out_v[7, 5])
+    assert layer(torch.randn(6, 5, 4, 4)).shape == (6, 6, 4, 4)  # 6 images: groups of 3
+    assert float(layer(varied[:1])[:, 5].abs().max()) < 1e-3  # one image: no spread to see
+
+
+def test_fine_tuning_with_mbstd_starts_a_fresh_discriminator_that_keeps_it(data16, tmp_path):
+    torch.manual_seed(5)
+    G = generators.create("dcgan", z_dim=16, resolution=16, base_channels=8)
+    D = generators.create("dcgan-discriminator", resolution=16, base_channels=8)
+    checkpoint.save(G, "dcgan", tmp_path / "mine.safetensors", {})
+    checkpoint.save(D, "dcgan-discriminator", tmp_path / "mine-discriminator.safetensors", {})
+    trainer = Trainer(tiny(data16, tmp_path / "ft", init=str(tmp_path / "mine.safetensors"), steps=2,
+                           snapshot_every=2, mbstd=4, d_warmup=1))
+    assert trainer.source["from_discriminator"] == "fresh"  # the one beside has no spread channel
+    last = trainer.run(progress=False)
+    d_file = last.with_name(last.name.replace("generator", "discriminator"))
+    D2, arch = nets.load_discriminator(d_file)
+    assert arch == "dcgan-discriminator" and D2.config["mbstd_group"] == 4
+    assert D2(torch.rand(8, 3, 16, 16)).shape == (8,)
+    resumed = Trainer(tiny(data16, tmp_path / "ft", init=str(tmp_path / "mine.safetensors"), steps=3,
+                           snapshot_every=3, mbstd=4, d_warmup=1))  # state.pt's D has the channel too
+    assert resumed.run(progress=False).name == "generator-000003.safetensors"
+
+
+@pytest.mark.parametrize("argv, fragment", [(("--mbstd", "65"), "--mbstd 65"), (("--mbstd", "-1"), "--mbstd"),
+                                            (("--mbstd", "4", "--arch", "stylegan2"), "DCGAN")])
+def test_bad_mbstd_is_one_line(data16, tmp_path, argv, fragment):
+    result = masquerade("train", data16, "--out", tmp_path / "run", "--steps", "1", *argv)
+    assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -50,22 +50,50 @@ class Generator(nn.Module):
         return (x + 1) * 0.5
 
 
+class MinibatchStd(nn.Module):
+    """ProGAN's minibatch standard deviation (Karras et al. 2018, arXiv:1710.10196, section 3): one channel more,
+    the spread of the features over a group of `group` images, averaged to one number per group. A generator that
+    draws the same few pictures gives itself away by a small spread, so the discriminator can punish a lack of
+    variety, which a per-image discriminator cannot see. Groups are images i, i + B/G, ...; a batch not divisible
+    by `group` uses the largest group size that divides it (1 for one image: spread 0)."""
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g = min(self.group, b)
+        while b % g:
+            g -= 1
+        y = x.reshape(g, b // g, c, h, w)
+        spread = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # [B/G]
+        return torch.cat([x, spread.reshape(1, -1, 1, 1, 1).expand(g, -1, 1, h, w).reshape(b, 1, h, w)], dim=1)
+
+
 class Discriminator(nn.Module):
     """image [B, 3, R, R] in [0, 1] -> logit [B]; strided convs with LeakyReLU, no normalisation
-    (spectral norm is applied by the trainer only while training, then folded into the weights)."""
+    (spectral norm is applied by the trainer only while training, then folded into the weights).
+    `mbstd_group` > 0 adds a `MinibatchStd` channel before the last conv (at 4 x 4)."""
 
     def __init__(self, resolution: int = 64, base_channels: int = 64, max_channels: int = 512,
-                 in_channels: int = 3):
+                 in_channels: int = 3, mbstd_group: int = 0):
         super().__init__()
         levels = _check_resolution(resolution)
+        if not 0 <= mbstd_group <= 64:
+            raise ValueError(f"mbstd_group must be 0 (off) to 64, got {mbstd_group}")
         self.resolution = resolution
         self.config = dict(resolution=resolution, base_channels=base_channels,
                            max_channels=max_channels, in_channels=in_channels)
+        if mbstd_group:  # absent when off: files written before the option keep their config
+            self.config["mbstd_group"] = mbstd_group
         widths = [min(base_channels * 2**i, max_channels) for i in range(levels - 2)]  # R/2 ... 4
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0)]
+        if mbstd_group:
+            layers += [MinibatchStd(mbstd_group)]
+        layers += [nn.Conv2d(widths[-1] + (1 if mbstd_group else 0), 1, 4, 1, 0)]
         self.main = nn.Sequential(*layers)
 
     def features(self, image: torch.Tensor, depth: int | None = None) -> list[torch.Tensor]:

@@ -83,6 +83,7 @@ class TrainConfig:
     snapshot_minutes: float = 0.0  # > 0: also a snapshot whenever this many minutes passed since the last
     grow_to: int = 0  # > 0, with `init` (a DCGAN): train at this resolution from the model's layers (nets.grow)
     d_warmup: int = 0  # the first N steps train D alone (G and its EMA still): see `train_step`
+    mbstd: int = 0  # > 0: a fresh DCGAN D gets a minibatch-spread channel over groups of this many images
 
     def __post_init__(self):
         if self.arch and self.arch not in nets.ARCHS:
@@ -140,13 +141,13 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.init:
-            built = nets.grow(cfg.init, cfg.grow_to, cfg.d_channels) if cfg.grow_to else \
-                nets.from_model(cfg.init, cfg.arch or None, cfg.d_channels)
+            built = nets.grow(cfg.init, cfg.grow_to, cfg.d_channels, cfg.mbstd) if cfg.grow_to else \
+                nets.from_model(cfg.init, cfg.arch or None, cfg.d_channels, cfg.mbstd)
             self.G, self.D, self.source = built.G, built.D, built.source
             self.arch, self.resolution, self.z_dim = built.arch, built.resolution, built.z_dim
         else:
             self.G, self.D = nets.fresh(cfg.arch or "dcgan", cfg.resolution, cfg.z_dim, cfg.g_channels, cfg.d_channels,
-                                        cfg.mapping_layers)
+                                        cfg.mapping_layers, cfg.mbstd)
             self.arch, self.resolution, self.z_dim = cfg.arch or "dcgan", cfg.resolution, cfg.z_dim
             self.source = {}
         self.data = load_folder(cfg.data, self.resolution)  # uint8 on the CPU; batches go to the device

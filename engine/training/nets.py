@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from engine import generators
+from engine.errors import MasqueradeError
 from engine.generators import checkpoint
 from engine.generators.checkpoint import CheckpointError
 from engine.training.fastgan_discriminator import Discriminator as FastGANDiscriminator
@@ -44,21 +45,22 @@ class Nets:
     source: dict = field(default_factory=dict)  # where G (and D) came from, for provenance
 
 
-def fresh(arch: str, resolution: int, z_dim: int, g_channels: int, d_channels: int, mapping_layers: int = 2):
+def fresh(arch: str, resolution: int, z_dim: int, g_channels: int, d_channels: int, mapping_layers: int = 2,
+          mbstd: int = 0):
     if arch == "dcgan":
         G = generators.create("dcgan", z_dim=z_dim, resolution=resolution, base_channels=g_channels)
-        D = generators.create("dcgan-discriminator", resolution=resolution, base_channels=d_channels)
+        D = fresh_discriminator(arch, resolution, d_channels, mbstd)
     elif arch == "stylegan2":
         # widths: g_channels at full resolution, doubling per halving, at most 8x (as DCGAN's G)
         G = generators.create("stylegan2", z_dim=z_dim, w_dim=z_dim, img_resolution=resolution,
                               mapping_kwargs={"num_layers": mapping_layers},
                               synthesis_kwargs={"channel_base": g_channels * resolution,
                                                 "channel_max": g_channels * 8})
-        D = fresh_discriminator("stylegan2", resolution, d_channels)
+        D = fresh_discriminator("stylegan2", resolution, d_channels, mbstd)
     elif arch == "lightweight-gan":  # FastGAN; no attention layers (they cost a CPU more than they give)
         G = generators.create("lightweight-gan", latent_dim=z_dim, image_size=resolution,
                               channels=lightweight_widths(resolution, g_channels))
-        D = fresh_discriminator(arch, resolution, d_channels)
+        D = fresh_discriminator(arch, resolution, d_channels, mbstd)
     else:
         raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
     return G, D
@@ -69,9 +71,14 @@ def lightweight_widths(resolution: int, g_channels: int) -> list[int]:
     return [min(g_channels * resolution // 2**k, g_channels * 8) for k in range(3, resolution.bit_length())]
 
 
-def fresh_discriminator(arch: str, resolution: int, d_channels: int) -> nn.Module:
+def fresh_discriminator(arch: str, resolution: int, d_channels: int, mbstd: int = 0) -> nn.Module:
+    """`mbstd` > 0: a minibatch-spread channel over groups of that many images (DCGAN's D; StyleGAN2's and
+    FastGAN's discriminators here do not take it)."""
+    if mbstd and arch != "dcgan":
+        raise MasqueradeError(f"--mbstd is for a DCGAN discriminator, not {arch}'s")
     if arch == "dcgan":
-        return generators.create("dcgan-discriminator", resolution=resolution, base_channels=d_channels)
+        return generators.create("dcgan-discriminator", resolution=resolution, base_channels=d_channels,
+                                 mbstd_group=mbstd)
     if arch == "lightweight-gan":
         return FastGANDiscriminator(resolution=resolution, channels=d_channels, channel_max=d_channels * 8)
     return SG2Discriminator(resolution=resolution, channel_base=d_channels * resolution, channel_max=d_channels * 8)
@@ -98,7 +105,7 @@ def load_discriminator(path: str | Path) -> tuple[nn.Module, str]:
     return module, card.architecture
 
 
-def from_model(path: str | Path, arch: str | None, d_channels: int) -> Nets:
+def from_model(path: str | Path, arch: str | None, d_channels: int, mbstd: int = 0) -> Nets:
     """G from any model file the project reads; D from beside it or fresh."""
     from engine.generators import importers
 
@@ -124,15 +131,19 @@ def from_model(path: str | Path, arch: str | None, d_channels: int) -> Nets:
             log.warning("%s: a %s at %s px does not fit; starting a fresh discriminator", d_path, d_arch,
                         getattr(D, "resolution", "?"))
             D = None
+        elif D.config.get("mbstd_group", 0) != mbstd:
+            log.warning("%s: its minibatch-spread group is %d, not --mbstd %d; starting a fresh discriminator "
+                        "(give --d-warmup)", d_path, D.config.get("mbstd_group", 0), mbstd)
+            D = None
         else:
             source["from_discriminator"] = str(d_path)
     if D is None:
-        D = fresh_discriminator(found, resolution, d_channels)
+        D = fresh_discriminator(found, resolution, d_channels, mbstd)
         source["from_discriminator"] = "fresh"
     return Nets(found, G, D.train().requires_grad_(True), resolution, G.z_dim, source)
 
 
-def grow(path: str | Path, resolution: int, d_channels: int) -> Nets:
+def grow(path: str | Path, resolution: int, d_channels: int, mbstd: int = 0) -> Nets:
     """A DCGAN from `path` grown to twice its size (progressive growing, Karras et al. 2018, in one step) and a
     fresh discriminator. Why: at 128 px on two CPU cores, the layout a 64 px model already learned (which shapes,
     which colours) would take most of a from-scratch run to learn again; grown, only the new layers have detail
@@ -171,7 +182,7 @@ def grow(path: str | Path, resolution: int, d_channels: int) -> Nets:
     source = {"from": str(path), "from_format": loaded.format, "grown_from": config["resolution"],
               "from_sha256": loaded.card.provenance.get("source_sha256") or importers.sha256(path),
               "from_dataset": loaded.card.provenance.get("dataset", ""), "from_discriminator": "fresh"}
-    D = fresh_discriminator("dcgan", resolution, d_channels)
+    D = fresh_discriminator("dcgan", resolution, d_channels, mbstd)
     return Nets("dcgan", G.train().requires_grad_(True), D.train().requires_grad_(True), resolution, G.z_dim, source)
 
 
