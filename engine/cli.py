@@ -321,7 +321,11 @@ def cmd_train_sr(args) -> None:
 
     cfg = SRTrainConfig(out=str(args.out), steps=args.steps, batch=args.batch, scale=args.scale, num_feat=args.num_feat,
                         num_conv=args.num_conv, clipart=args.clipart, procedural=args.procedural,
-                        snapshot_every=args.snapshot_every, seed=args.seed, threads=args.threads)
+                        snapshot_every=args.snapshot_every, seed=args.seed, threads=args.threads,
+                        generator=str(args.generator or ""), init=str(args.init or ""))
+    for flag, path in (("--generator", args.generator), ("--from", args.init)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such model file")
     print(f"latest snapshot: {SRTrainer(cfg).run()}")
 
 
@@ -589,6 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--clipart", type=int, default=5000, help="Openclipart files to use, if installed (0: none)")
     sr.add_argument("--procedural", type=int, default=2000, help="drawn pictures")
     sr.add_argument("--snapshot-every", type=_positive_int, default=500)
+    sr.add_argument("--generator", type=Path, metavar="MODEL",
+                    help="train on this generator's own frames too (each shrunk is the input, itself the target), "
+                         "so the SR knows what that GAN draws")
+    sr.add_argument("--from", dest="init", type=Path, metavar="SR_MODEL",
+                    help="start from this SR file (same --scale, --num-feat, --num-conv) instead of from bilinear")
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--threads", type=int, default=0)
     sr.set_defaults(func=cmd_train_sr)

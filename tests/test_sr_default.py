@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import filters
-from engine.filters.superres import SHIPPED, SuperRes, load_sr
+from engine.filters.superres import SHIPPED, SuperRes, SuperResError, load_sr
 from engine.generators import checkpoint
 from engine.training import emoji
 from engine.training.superres import (
@@ -145,3 +145,51 @@ def test_upscaled_show_runs_the_shipped_model():
     frame = pipeline.generate(Tick(0, 0.0))
     assert pipeline.resolution == 256 and frame.image.shape == (1, 3, 256, 256)
     assert Path(pipeline.filters[0].config["path"]) == SHIPPED
+
+
+def test_a_generators_own_frames_train_the_net_and_are_measured_held_out(tmp_path):
+    """`--generator MODEL`: the GAN's frames, shrunk, are inputs and themselves the targets; other latents' frames
+    are held out and measured; `--from` starts from a trained SR file instead of from bilinear."""
+    from engine.training import nets
+    from engine.training.superres import compare
+
+    torch.manual_seed(3)
+    G, _ = nets.fresh("dcgan", 32, 16, 8, 8)
+    with torch.no_grad():  # an untrained DCGAN draws near-flat grey: strong last weights give it shapes to learn
+        G.main[-2].weight.mul_(30)
+    checkpoint.save(G.eval(), "dcgan", tmp_path / "gan.safetensors", {})
+    rng = random.Random(0)
+    pictures = to_tensor([procedural_picture(rng) for _ in range(6)])
+    def trained(weight: float):
+        cfg = SRTrainConfig(out=str(tmp_path / f"gen{weight}"), steps=40, batch=4, patch=8, scale=2, num_feat=8,
+                            num_conv=1, snapshot_every=40, log_every=10, warmup=2, threads=1, lr=3e-3,
+                            generator=str(tmp_path / "gan.safetensors"), generator_frames=32, generator_batch=8,
+                            generator_weight=weight)
+        torch.manual_seed(0)
+        trainer = SRTrainer(cfg, pictures=pictures, heldout={})
+        return trainer, trainer.run()
+
+    trainer, path = trained(4.0)
+    frames = trainer.heldout["generator frames"]
+    assert frames.shape == (64, 3, 32, 32) and trainer.frames.shape == (32, 3, 32, 32)
+    assert not any(torch.equal(f, g) for f in frames[:4] for g in trainer.frames)  # other latents
+    ours, _ = compare(trainer.net, frames, scale=2)
+    without, _ = compare(trained(0.0)[0].net, frames, scale=2)  # the same run, the frames' loss weighed 0
+    assert ours > without + 0.3, f"held-out generator frames: {ours:.2f} dB trained on them, {without:.2f} without"
+    card = checkpoint.read_card(path)
+    assert card.provenance["generator"].endswith("gan.safetensors")
+    assert "generator frames" in card.provenance["heldout_psnr"]
+
+    tuned = SRTrainer(SRTrainConfig(out=str(tmp_path / "ft"), steps=1, batch=4, patch=8, scale=2, num_feat=8,
+                                    num_conv=1, threads=1, init=str(path)), pictures=pictures, heldout={})
+    for name, tensor in trainer.net.state_dict().items():
+        torch.testing.assert_close(tuned.net.state_dict()[name], tensor, atol=0, rtol=0)
+    with pytest.raises(SuperResError, match="not an SR net of this size"):
+        SRTrainer(SRTrainConfig(out=str(tmp_path / "bad"), steps=1, batch=4, patch=8, scale=4, num_feat=8,
+                                num_conv=1, init=str(path)), pictures=pictures, heldout={})
+
+
+def test_train_sr_names_a_missing_generator_file(tmp_path):
+    r = masquerade("train-sr", "--out", tmp_path / "x", "--steps", 1, "--generator", tmp_path / "absent.safetensors")
+    assert r.returncode == 2 and "--generator" in r.stderr and "absent.safetensors" in r.stderr
+    assert "Traceback" not in r.stderr

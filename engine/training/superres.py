@@ -12,6 +12,14 @@ area, antialiased bicubic or antialiased bilinear, then Gaussian noise (sigma up
 samples: the default GAN's frames are soft and a little noisy, never cleanly decimated.
 Loss: L1 plus a small L1 on horizontal and vertical differences (edges). Adam, cosine learning rate.
 
+A generator's own frames (`--generator MODEL`): an SR for one GAN should know what that GAN draws, but a GAN
+frame has no high-resolution original. So its frames join training as their own targets, as in "zero-shot"
+SR (Shocher et al. 2018, arXiv:1712.06087: a picture's structure recurs across scales): a frame shrunk x`scale`
+by the same degradation is the input, the frame itself the target. Each step adds a batch of those pairs
+(`generator_batch` whole frames, weight `generator_weight`) to the real pictures' batch, whose targets keep the
+detail no GAN frame has. Held out: 64 frames from other latents, measured the same way. `--init` starts from a
+trained SR file (fine-tuning) instead of from bilinear.
+
 The output is a plain Real-ESRGAN-layout state dict in a Masquerade `.safetensors` model file
 (`engine.filters.superres.load_sr` reads it); `state.pt` beside the snapshots resumes training.
 
@@ -70,6 +78,11 @@ class SRTrainConfig:
     log_every: int = 50
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    generator: str = ""  # a generator model file whose frames train the net too (see the module docstring)
+    generator_frames: int = 2048
+    generator_batch: int = 16
+    generator_weight: float = 0.5
+    init: str = ""  # an SR model file (ours, same scale and size) to start from instead of bilinear
 
 
 # -- pictures ---------------------------------------------------------------------------------------
@@ -229,6 +242,17 @@ def heldout_pictures(emoji: int = 48, clipart: int = 24, procedural: int = 24,
     return out
 
 
+@torch.inference_mode()
+def generator_frames(path: str | Path, n: int, seed: int) -> torch.Tensor:
+    """`n` frames of a generator model file, uint8 [n, 3, R, R]: latents N(0, I) scaled by psi in [0.5, 1]
+    (as shows walk), seeded so held-out frames (another seed) are other latents."""
+    generator, _ = checkpoint.load(path)
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, generator.z_dim, generator=gen) * (0.5 + 0.5 * torch.rand(n, 1, generator=gen))
+    frames = torch.cat([generator(chunk).clamp(0, 1) for chunk in z.split(64)])
+    return (frames * 255).round().to(torch.uint8)
+
+
 # -- degradation, loss, measure ---------------------------------------------------------------------
 
 def _gaussian_kernels(sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:
@@ -367,8 +391,22 @@ class SRTrainer:
         self.heldout = heldout if heldout is not None else heldout_pictures()
         print(f"data: {self.counts} ({len(pictures)} pictures), held out: "
               f"{ {k: len(v) for k, v in self.heldout.items()} }, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        self.frames = None
+        if cfg.generator:
+            self.frames = generator_frames(cfg.generator, cfg.generator_frames, cfg.seed)
+            self.counts["generator frames"] = len(self.frames)
+            self.heldout = {**self.heldout, "generator frames": generator_frames(cfg.generator, 64, 10_000 + cfg.seed)}
         self.net = SRVGGNetCompact(num_feat=cfg.num_feat, num_conv=cfg.num_conv, scale=cfg.scale)
-        start_as_bilinear(self.net)
+        if cfg.init:
+            from engine.filters.superres import SuperResError, load_sr
+
+            start, info = load_sr(cfg.init, "superres-compact")
+            if start.config != self.net.config:
+                raise SuperResError(f"{cfg.init}: not an SR net of this size and scale ({start.config}, asked for "
+                                    f"{self.net.config})")
+            self.net.load_state_dict(start.state_dict())
+        else:
+            start_as_bilinear(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         self.step = 0
         self.seconds = 0.0  # training wall time over all runs
@@ -412,8 +450,16 @@ class SRTrainer:
     def train_step(self) -> dict:
         for group in self.opt.param_groups:
             group["lr"] = self.learning_rate(self.step)
+        cfg = self.cfg
         lr, hr = self.batch()
-        loss = sr_loss(self.net(lr), hr, self.cfg.edge_weight, self.cfg.scale, self.cfg.margin_weight)
+        loss = sr_loss(self.net(lr), hr, cfg.edge_weight, cfg.scale, cfg.margin_weight)
+        if self.frames is not None:  # the generator's frames as their own targets
+            hr = self.frames[torch.randint(0, len(self.frames), (cfg.generator_batch,))].float() / 255
+            if torch.rand(()) < 0.5:
+                hr = hr.flip(-1)
+            lr = degrade(hr, cfg.scale, cfg.max_blur, cfg.max_noise)
+            loss = loss + cfg.generator_weight * sr_loss(self.net(lr), hr, cfg.edge_weight, cfg.scale,
+                                                         cfg.margin_weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -432,7 +478,9 @@ class SRTrainer:
         cfg = self.cfg
         via_cli = len(sys.argv) > 1 and sys.argv[1] == "train-sr"
         argv = sys.argv[2:] if via_cli else sys.argv[1:]
-        return {"dataset": f"high-resolution 136 px pictures: {self.counts}", "steps": self.step,
+        extra = {"generator": cfg.generator, "generator_weight": cfg.generator_weight} if cfg.generator else {}
+        extra |= {"init": cfg.init} if cfg.init else {}
+        return {"dataset": f"high-resolution 136 px pictures: {self.counts}", **extra, "steps": self.step,
                 "batch": cfg.batch, "patch": f"{cfg.patch} -> {cfg.patch * cfg.scale}",
                 "training_seconds": round(self.seconds), "heldout_psnr": evaluation, "licence": LICENCE,
                 "trainer": "engine.training.superres (L1 + edge L1, blur/downscale/noise degradation)",
