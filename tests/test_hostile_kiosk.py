@@ -192,11 +192,12 @@ def test_a_show_edit_whose_model_is_corrupt_is_refused_and_the_show_goes_on(site
     models = corrupt_models(site_dir)
     show = site_dir / "shows" / "a.toml"
     good = show.read_text()
+    assert 'path = "assets/models/emoji64-v2.safetensors"' in good
     site = SITE.replace("reload_within = 3.0", "reload_within = 0\nvalidate_memory_mb = 1500")
     with Kiosk(site_dir, site) as k:
         pid = k.playing("a.toml")["child"]["pid"]
         for n, (name, model) in enumerate(models.items(), start=1):
-            show.write_text(good.replace('path = "assets/models/emoji64.safetensors"', f'path = "{model}"'))
+            show.write_text(good.replace('path = "assets/models/emoji64-v2.safetensors"', f'path = "{model}"'))
             state = until(lambda n=n: (s := k.state()) and sum("show edit refused" in e["message"]
                                                                for e in s["errors"]) >= n and s, 60, name)
             why = state["errors"][-1]["message"]

@@ -298,7 +298,9 @@ def test_opening_hours_and_the_playlist_clock():
 @pytest.mark.skipif(not Path("/usr/bin/Xvfb").exists(), reason="needs Xvfb (setup.sh)")
 def test_the_real_engine_skips_a_missing_model_plays_and_comes_back_after_kill_9(tmp_path, xvfb):
     broken = tmp_path / "broken.toml"  # the engine itself refuses it (status 2): skipped, reported
-    broken.write_text(DEFAULT_SHOW.read_text().replace("emoji64.safetensors", "gone.safetensors"))
+    text = DEFAULT_SHOW.read_text()
+    assert '"assets/models/emoji64-v2.safetensors"' in text
+    broken.write_text(text.replace('"assets/models/emoji64-v2.safetensors"', '"assets/models/gone.safetensors"'))
     site = f"""
 name = "Real engine"
 [engine]

@@ -37,8 +37,8 @@ def test_the_real_engine_reports_survives_camera_loss_and_osc_garbage_and_resume
     camera = tmp_path / "camera.avi"
     camera_video(camera)
     show = tmp_path / "show.toml"
-    model = DEFAULT_SHOW.parent.parent / "assets" / "models" / "emoji64.safetensors"
-    show.write_text(DEFAULT_SHOW.read_text().replace('"assets/models/emoji64.safetensors"', json.dumps(str(model)))
+    model = DEFAULT_SHOW.parent.parent / "assets" / "models" / "emoji64-v2.safetensors"
+    show.write_text(DEFAULT_SHOW.read_text().replace('"assets/models/emoji64-v2.safetensors"', json.dumps(str(model)))
                     + f'\n[camera]\nsource = "{camera}"\nloop = false\n\n[[cue]]\nnumber = 2\nname = "calm"\n'
                       'set = { "walk.truncation" = 0.5 }\n')
     status = free_port()

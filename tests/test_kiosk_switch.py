@@ -23,13 +23,14 @@ GAP_BOUND_MS = 2000
 
 
 def shows(folder: Path) -> tuple[Path, Path, Path]:
-    base = DEFAULT_SHOW.read_text().replace('"assets/models/emoji64.safetensors"', json.dumps(str(DEFAULT_MODEL)))
+    base = DEFAULT_SHOW.read_text().replace('"assets/models/emoji64-v2.safetensors"', json.dumps(str(DEFAULT_MODEL)))
     folder.mkdir(parents=True, exist_ok=True)
     a, b, broken = folder / "a.toml", folder / "b.toml", folder / "broken.toml"
     a.write_text(base.replace('name = "Emoji masquerade"', 'name = "Show A"'))
     # b: another walk, no super-resolution (another work size: 64 px, not 256), and scenes
     b_text = base.replace('name = "Emoji masquerade"', 'name = "Show B"').replace("seed = 2026", "seed = 7")
     b_text = b_text.replace('[[filters]]\nkind = "superres"', '[[filters]]\nkind = "grade"\nname = "soft"', 1)
+    b_text = b_text.replace('path = "assets/models/sr-emoji64-v2-x4.safetensors"', "", 1)  # the SR row's file
     b.write_text(b_text + '\n[[scene]]\nname = "opening"\nduration = "until cued"\n')
     broken.write_text(base.replace('name = "Emoji masquerade"', 'name = "Broken"')
                       .replace(json.dumps(str(DEFAULT_MODEL)), json.dumps(str(folder / "gone.safetensors"))))

@@ -200,9 +200,10 @@ def test_a_bookmark_still_is_what_the_show_presents(tmp_path):
 
     from .conftest import DEFAULT_SHOW, masquerade
 
+    model = shows.load(DEFAULT_SHOW).model_path  # a bookmark belongs to one model: the show's
     marks = tmp_path / "marks.json"
-    assert masquerade("bookmarks", "add", marks, "a", "--seed", 4, "--model", DEFAULT_MODEL).returncode == 0
-    out = masquerade("bookmarks", "still", marks, "a", "-o", tmp_path / "a.png", "--model", DEFAULT_MODEL,
+    assert masquerade("bookmarks", "add", marks, "a", "--seed", 4, "--model", model).returncode == 0
+    out = masquerade("bookmarks", "still", marks, "a", "-o", tmp_path / "a.png", "--model", model,
                      "--show", DEFAULT_SHOW)
     assert out.returncode == 0, out.stderr
     still = Image.open(tmp_path / "a.png")
@@ -214,6 +215,6 @@ def test_a_bookmark_still_is_what_the_show_presents(tmp_path):
     plain = np.asarray(Image.fromarray(small).resize((720, 720), Image.LANCZOS)).astype(int)
     picture = np.asarray(still).astype(int)[:, 280:1000]
     assert np.abs(picture - plain).mean() > 3 and picture.std() > 20  # the SR and the grade ran
-    out = masquerade("bookmarks", "still", marks, "a", "-o", tmp_path / "b.png", "--model", DEFAULT_MODEL,
+    out = masquerade("bookmarks", "still", marks, "a", "-o", tmp_path / "b.png", "--model", model,
                      "--show", DEFAULT_SHOW, "--size", "320x180")
     assert out.returncode == 0 and Image.open(tmp_path / "b.png").size == (320, 180), out.stderr
