@@ -197,8 +197,9 @@ def cmd_models(args) -> None:
         for path in sorted(folder.glob("*.safetensors")):
             card = checkpoint.read_card(path)
             cfg = card.config
-            res = cfg.get("resolution", "?")
-            print(f"{path.relative_to(PROJECT_ROOT)}  {card.architecture}  {res}x{res}  "
+            size = (f"{cfg['resolution']}x{cfg['resolution']}" if "resolution" in cfg else  # a generator or D
+                    f"x{cfg['scale']}" if "scale" in cfg else "any size")  # super-resolution; a style filter
+            print(f"{path.relative_to(PROJECT_ROOT)}  {card.architecture}  {size}  "
                   f"{card.parameters:,} parameters  {card.provenance.get('dataset', '')}")
         return
     if not args.path:

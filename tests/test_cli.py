@@ -50,6 +50,7 @@ def test_models_list_and_info():
     assert listing.returncode == 0, listing.stderr
     assert "assets/models/emoji64.safetensors" in listing.stdout and "dcgan" in listing.stdout
     assert "emoji64-discriminator.safetensors" in listing.stdout
+    assert "sr-emoji-x4.safetensors  superres-compact  x4  " in listing.stdout and "?x?" not in listing.stdout
     info = masquerade("models", "info", DEFAULT_MODEL)
     assert info.returncode == 0, info.stderr
     for fragment in ("architecture  dcgan", "resolution    64", "z_dim         128", "Noto Color Emoji"):
