@@ -361,6 +361,8 @@ def test_farmed_cookies_do_not_evict_a_real_phone(crowd_dir):
         with ThreadPoolExecutor(4) as pool:
             farmed = sum(pool.map(farm, range(256)))
         print(f"{farmed} cookies farmed in {time.monotonic() - began:.1f} s")
+        real.close()  # the page closes a connection idle for 5 s (timeout_keep_alive); a phone connects again
+        real = phone(port, "127.0.0.1")  # same address, same cookie: the same phone
         assert vote(real, cookie, {"x": 1, "y": 0})[0] == 202, "the real phone was forgotten"
         assert crowd_mean(port)["phones"] == 1
         assert k.proc.poll() is None
