@@ -243,10 +243,11 @@ def heldout_pictures(emoji: int = 48, clipart: int = 24, procedural: int = 24,
 
 
 @torch.inference_mode()
-def generator_frames(path: str | Path, n: int, seed: int) -> torch.Tensor:
-    """`n` frames of a generator model file, uint8 [n, 3, R, R]: latents N(0, I) scaled by psi in [0.5, 1]
-    (as shows walk), seeded so held-out frames (another seed) are other latents."""
-    generator, _ = checkpoint.load(path)
+def generator_frames(generator: str | Path | torch.nn.Module, n: int, seed: int) -> torch.Tensor:
+    """`n` frames of a generator (a module, or a model file), uint8 [n, 3, R, R]: latents N(0, I) scaled by psi
+    in [0.5, 1] (as shows walk), seeded so held-out frames (another seed) are other latents."""
+    if not isinstance(generator, torch.nn.Module):
+        generator, _ = checkpoint.load(generator)
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, generator.z_dim, generator=gen) * (0.5 + 0.5 * torch.rand(n, 1, generator=gen))
     frames = torch.cat([generator(chunk).clamp(0, 1) for chunk in z.split(64)])
@@ -389,18 +390,19 @@ class SRTrainer:
             self.counts = {"given": len(pictures)}
         self.pictures = pictures
         self.heldout = heldout if heldout is not None else heldout_pictures()
-        print(f"data: {self.counts} ({len(pictures)} pictures), held out: "
-              f"{ {k: len(v) for k, v in self.heldout.items()} }, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         self.frames = None
         if cfg.generator:
-            self.frames = generator_frames(cfg.generator, cfg.generator_frames, cfg.seed)
+            generator, _ = checkpoint.load(cfg.generator)
+            self.frames = generator_frames(generator, cfg.generator_frames, cfg.seed)
             self.counts["generator frames"] = len(self.frames)
-            self.heldout = {**self.heldout, "generator frames": generator_frames(cfg.generator, 64, 10_000 + cfg.seed)}
+            self.heldout = {**self.heldout, "generator frames": generator_frames(generator, 64, 10_000 + cfg.seed)}
+        print(f"data: {self.counts} ({len(pictures)} pictures), held out: "
+              f"{ {k: len(v) for k, v in self.heldout.items()} }, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         self.net = SRVGGNetCompact(num_feat=cfg.num_feat, num_conv=cfg.num_conv, scale=cfg.scale)
         if cfg.init:
             from engine.filters.superres import SuperResError, load_sr
 
-            start, info = load_sr(cfg.init, "superres-compact")
+            start, _ = load_sr(cfg.init, "superres-compact")
             if start.config != self.net.config:
                 raise SuperResError(f"{cfg.init}: not an SR net of this size and scale ({start.config}, asked for "
                                     f"{self.net.config})")
