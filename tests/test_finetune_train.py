@@ -284,3 +284,14 @@ def test_fine_tuning_with_mbstd_starts_a_fresh_discriminator_that_keeps_it(data1
 def test_bad_mbstd_is_one_line(data16, tmp_path, argv, fragment):
     result = masquerade("train", data16, "--out", tmp_path / "run", "--steps", "1", *argv)
     assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_minibatch_spread_matches_nvlabs_layer():
+    """The same numbers as NVlabs' own `MinibatchStdLayer(group_size=4, num_channels=1)` (stylegan2-ada-pytorch,
+    training/networks.py, commit d72cc7d) gave for this input, run outside the repository: max difference 0."""
+    from engine.generators.dcgan import MinibatchStd
+
+    x = torch.randn(8, 5, 4, 4, generator=torch.Generator().manual_seed(0))
+    spread = MinibatchStd(4)(x)[:, 5]
+    expected = torch.tensor([0.8193038, 0.802533])  # groups {0, 2, 4, 6} and {1, 3, 5, 7}
+    torch.testing.assert_close(spread, expected.repeat(4)[:, None, None].expand(8, 4, 4), atol=1e-6, rtol=0)
